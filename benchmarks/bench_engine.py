@@ -1,0 +1,101 @@
+"""Engine speed against the bare np.matmul floor on the same products, measured in one run.
+
+The floor is what any NumPy implementation must pay: per layer one forward product
+(trials, batch, n_in) @ (trials, n_in, n_out) and one backward product, with numpy's default
+BLAS threading. The engine adds weight sampling, statistics, masks and the log-domain scale.
+
+    python benchmarks/bench_engine.py            # the issue's cases
+    python benchmarks/bench_engine.py --quick    # smaller, for a smoke check
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from propagate.activations import make_activation
+from propagate.network import EngineConfig, Network, simulate
+from propagate.schemes import resolve_scheme
+
+
+def matmul_floor(trials, batch, width, depth, dtype, repeats=3):
+    rng = np.random.default_rng(0)
+    h = (rng.standard_normal((trials, batch, width)) * 0.1).astype(dtype)
+    # orthogonal weights: the norm is preserved, so repeated passes never overflow
+    w = np.linalg.qr(rng.standard_normal((trials, width, width)))[0].astype(dtype)
+    out = np.empty_like(h)
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(depth):
+            np.matmul(h, w.transpose(0, 2, 1), out=out)  # forward
+            np.matmul(out, w, out=h)  # backward
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def engine(trials, batch, width, depth, dtype, scheme="he-normal", repeats=3):
+    act = make_activation("relu")
+    net = Network(widths=(width,) * (depth + 1), activation=act,
+                  init=resolve_scheme(scheme, activation=act))
+    cfg = EngineConfig(batch=batch, trials=trials, seed=0, dtype=dtype)
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        simulate(net, cfg)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main_job_wall():
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "propagate", "run", "--depth", "30", "--fan-in", "64",
+                    "--scheme", "gauss"], check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def peak_rss_case():
+    code = (
+        "import resource, numpy as np;"
+        "from propagate.activations import make_activation;"
+        "from propagate.network import EngineConfig, Network, simulate;"
+        "from propagate.schemes import resolve_scheme;"
+        "a=make_activation('relu');"
+        "n=Network(widths=(256,)*1001, activation=a, init=resolve_scheme('he-normal', activation=a));"
+        "simulate(n, EngineConfig(batch=256, trials=8, seed=0, dtype=np.float32));"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip()) * 1024, time.perf_counter() - t
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    trials = 40 if args.quick else 200
+    print(f"{'case':44s} {'floor s':>8s} {'engine s':>9s} {'speed vs floor':>15s}")
+    for dtype in (np.float32, np.float64):
+        floor = matmul_floor(trials, 1024, 64, 30, dtype)
+        eng = engine(trials, 1024, 64, 30, dtype)
+        name = f"depth 30 width 64 batch 1024 {trials} trials {np.dtype(dtype).name}"
+        print(f"{name:44s} {floor:8.3f} {eng:9.3f} {100 * floor / eng:14.0f}%")
+    narrow = engine(1000, 64, 8, 100, np.float32)
+    print(f"{'depth 100 width 8 batch 64 1000 trials':44s} {'':8s} {narrow:9.3f}   (target < 1 s)")
+    wall = main_job_wall()
+    print(f"{'main job wall (interpreter start included)':44s} {'':8s} {wall:9.3f}   (target < 2 s)")
+    if not args.quick:
+        rss, secs = peak_rss_case()
+        print(f"{'depth 1000 width 256 batch 256 8 trials':44s} peak RSS {rss / 2**20:.0f} MiB "
+              f"in {secs:.1f} s (target < 1024 MiB)")
+    _ = resource
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The Python API: validate user-level arguments, build the network, run, summarise.
+
+``propagate.run(...)`` returns the same :class:`RunResult` the CLI prints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .activations import make_activation
+from .data import Dataset, load_data
+from .errors import InputError
+from .measure import summarize_layers, verdict
+from .network import EngineConfig, Network, simulate
+from .results import RunResult
+from .rng import TRIAL_BLOCK
+from .schemes import resolve_scheme
+
+__all__ = ["run", "build_network", "parse_widths", "check_positive_int", "check_finite"]
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+HEADS = ("probe", "softmax")
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= minimum, else a one-line InputError naming ``name``."""
+    if isinstance(value, bool) or value is None:
+        raise InputError(f"{name} {value!r} is not allowed; give a whole number >= {minimum}")
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} {value!r} is not a number; give a whole number >= {minimum}") \
+            from None
+    if not math.isfinite(as_float) or as_float != int(as_float) or int(as_float) < minimum:
+        raise InputError(f"{name} {value!r} is not allowed; give a whole number >= {minimum}")
+    return int(as_float)
+
+
+def check_finite(name: str, value: float | None, *, positive: bool = False,
+                 nonnegative: bool = False) -> float | None:
+    """Finite float (optionally > 0 or >= 0), else a one-line InputError naming ``name``."""
+    if value is None:
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} {value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise InputError(f"{name} {value!r} is not allowed; give a finite number")
+    if positive and x <= 0:
+        raise InputError(f"{name} {value!r} is not allowed; give a number > 0")
+    if nonnegative and x < 0:
+        raise InputError(f"{name} {value!r} is not allowed; give a number >= 0")
+    return x
+
+
+def parse_widths(text: str | Sequence[int]) -> tuple[int, ...]:
+    """'64,32,10' or a sequence -> validated widths (each a whole number >= 1, at least two)."""
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
+    if len(items) < 2 or any(item == "" for item in items):
+        raise InputError(
+            f"--widths {text!r} is not allowed; give at least two comma-separated whole numbers "
+            ">= 1 (input width first), e.g. 64,64,64"
+        )
+    return tuple(check_positive_int("--widths entry", item) for item in items)
+
+
+def build_network(
+    *, depth=None, fan_in=None, widths=None, scheme="he-normal", activation="relu",
+    negative_slope=None, bias_std=0.0, dist=None, gain=None, mode=None, std=None,
+    trunc_bounds=None,
+) -> Network:
+    """Validate architecture and init arguments and build the :class:`Network`."""
+    if widths is not None:
+        if depth is not None or fan_in is not None:
+            raise InputError("give either --widths or --depth/--fan-in, not both")
+        widths = parse_widths(widths)
+    else:
+        depth = check_positive_int("--depth", 30 if depth is None else depth)
+        fan_in = check_positive_int("--fan-in", 64 if fan_in is None else fan_in)
+        widths = (fan_in,) * (depth + 1)
+    act = make_activation(activation, check_finite("--negative-slope", negative_slope,
+                                                   nonnegative=True))
+    bias_std = check_finite("--bias-std", bias_std, nonnegative=True) or 0.0
+    gain = check_finite("--gain", gain, positive=True)
+    std = check_finite("--std", std, positive=True)
+    if trunc_bounds is not None:
+        a, b = (check_finite("--trunc-bounds", v) for v in trunc_bounds)
+        if not a < b:
+            raise InputError(f"--trunc-bounds {a},{b} is not allowed; the lower bound must be "
+                             "below the upper one")
+        trunc_bounds = (a, b)
+    spec = resolve_scheme(scheme, activation=act, dist=dist, gain=gain, mode=mode, std=std,
+                          trunc_bounds=trunc_bounds)
+    return Network(widths=widths, activation=act, init=spec, bias_std=bias_std)
+
+
+def _init_config(net: Network) -> dict:
+    init = net.init.to_dict()
+    init["weight_var_rule"] = init.pop("weight_var")
+    return init
+
+
+def run(
+    *, depth: int | None = None, fan_in: int | None = None, widths=None,
+    scheme: str = "he-normal", activation: str = "relu", negative_slope: float | None = None,
+    bias_std: float = 0.0, dist: str | None = None, gain: float | None = None,
+    mode: str | None = None, std: float | None = None, trunc_bounds=None,
+    batch: int = 256, trials: int = 100, seed: int = 0, dtype: str = "float32",
+    data: str | Dataset | None = None, standardize: bool = True, head: str = "probe",
+    classes: int | None = None, workers: int | None = None, chunk_trials: int | None = None,
+) -> RunResult:
+    """Push ``trials`` independent networks forward and backward; measured beside predicted.
+
+    Args:
+        depth, fan_in: constant-width stack of ``depth`` layers (defaults 30 and 64), or
+        widths: (n_0, ..., n_L) or '64,32,10'.
+        scheme: init scheme name or framework alias (``propagate schemes`` lists them).
+        activation: relu, leaky-relu (``negative_slope``, default 0.01), linear, tanh.
+        bias_std: std of N(0, bias_std^2) biases (0: none).
+        dist, gain, mode, std, trunc_bounds: overrides of the scheme's formula.
+        batch: inputs per network; trials: independent networks; seed: root of all randomness.
+        dtype: 'float32' (default: fast, enough for second moments with the scale kept in
+            log space) or 'float64'.
+        data: None (x ~ N(0, I)), 'digits', a .npy/.npz path, or a :class:`Dataset`.
+        head: 'probe' (random Gaussian probe <g, h_L>) or 'softmax' (cross-entropy, ``classes``).
+        workers, chunk_trials: execution only; results do not depend on them.
+
+    Returns:
+        RunResult with ``config``, ``layers`` and ``summary``.
+    """
+    from . import __version__
+
+    net = build_network(
+        depth=depth, fan_in=fan_in, widths=widths, scheme=scheme, activation=activation,
+        negative_slope=negative_slope, bias_std=bias_std, dist=dist, gain=gain, mode=mode,
+        std=std, trunc_bounds=trunc_bounds,
+    )
+    batch = check_positive_int("--batch", batch)
+    trials = check_positive_int("--trials", trials)
+    seed = check_positive_int("--seed", seed, minimum=0)
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype {dtype!r} is not allowed; choose one of: float32, float64")
+    if head not in HEADS:
+        raise InputError(f"--head {head!r} is not allowed; choose one of: {', '.join(HEADS)}")
+    if workers is not None:
+        workers = check_positive_int("--workers", workers)
+    if chunk_trials is not None:
+        chunk_trials = check_positive_int("--chunk-trials", chunk_trials)
+    dataset = load_data(data, standardize_features=standardize) if isinstance(data, str) else data
+    if dataset is not None:
+        if dataset.n_features != net.widths[0]:
+            raise InputError(
+                f"--data {dataset.name!r} has {dataset.n_features} features but the network's "
+                f"input width is {net.widths[0]}; use --fan-in {dataset.n_features} or --widths "
+                f"{dataset.n_features},..."
+            )
+        batch = min(batch, dataset.n_samples)
+    if classes is None:
+        classes = dataset.n_classes if dataset is not None and dataset.n_classes else 10
+    classes = check_positive_int("--classes", classes, minimum=2)
+    if batch * min(net.widths[1:]) < 2:
+        raise InputError(
+            f"--batch {batch} x width {min(net.widths[1:])} gives fewer than 2 values per layer; "
+            "a variance needs at least 2: raise --batch"
+        )
+    cfg = EngineConfig(
+        batch=batch, trials=trials, seed=seed, dtype=DTYPES[dtype], data=dataset, head=head,
+        classes=classes, workers=workers, chunk_trials=chunk_trials,
+    )
+    stats = simulate(net, cfg)
+    layers, extras = summarize_layers(net, cfg, stats)
+    summary = verdict(net, layers, extras["log10_input_grad"])
+    summary["log10_input_grad_pred"] = extras["log10_input_grad_pred"]
+    summary["log10_m0"] = extras["log10_m0"]
+    warnings = []
+    if stats.scale_range_warning:
+        warnings.append(
+            "within one network, inputs' squared norms spanned more than 1e30; float32 "
+            "statistics may have lost digits for the smallest: rerun with --dtype float64"
+        )
+    if head == "softmax":
+        summary["head"] = {
+            "classes": classes,
+            "mean_max_prob": float(np.mean(stats.head["max_prob"])),
+            "mean_entropy": float(np.mean(stats.head["entropy"])),
+            "log_classes": math.log(classes),
+            "entropy_over_log_classes": float(np.mean(stats.head["entropy"]) / math.log(classes)),
+            "mean_loss": float(np.mean(stats.head["loss"])),
+        }
+    summary["warnings"] = warnings
+    config = {
+        "package": "propagate-init",
+        "version": __version__,
+        "widths": list(net.widths),
+        "depth": net.depth,
+        "activation": net.activation.name,
+        "negative_slope": net.activation.negative_slope,
+        "bias_std": net.bias_std,
+        **_init_config(net),
+        "weight_var": [li.weight_var for li in net.layer_inits],
+        "weight_std": [li.std for li in net.layer_inits],
+        "batch": batch,
+        "trials": trials,
+        "seed": seed,
+        "dtype": dtype,
+        "data": None if dataset is None else dataset.name,
+        "standardized": None if dataset is None else dataset.standardized,
+        "head": head,
+        "classes": classes if head == "softmax" else None,
+        "rng": f"SFC64 per (seed, stream, layer, block of {TRIAL_BLOCK} trials)",
+    }
+    return RunResult(config=config, layers=layers, summary=summary)

@@ -1,0 +1,239 @@
+"""From per-trial statistics to per-layer measurements beside predictions, and a verdict.
+
+Across trials every quantity is summarised by the log10 of its mean (computed in log space, so it
+is exact at any depth), its median and its 5-95 % band. A value that is exactly zero (a dead
+network) has log10 = -inf, written as null in JSON.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import theory
+from .network import EngineConfig, Network, TrialStats
+
+__all__ = ["summarize_layers", "verdict", "log10_mean", "FLOAT_LIMITS"]
+
+LN10 = math.log(10.0)
+
+# log10 of the smallest normal and the largest finite value: a naive pass's activations of
+# typical size sqrt(q) leave the range when log10 q crosses twice these.
+FLOAT_LIMITS = {
+    "float32": (math.log10(np.finfo(np.float32).tiny), math.log10(np.finfo(np.float32).max)),
+    "float64": (math.log10(np.finfo(np.float64).tiny), math.log10(np.finfo(np.float64).max)),
+}
+
+
+def log10_mean(logs: np.ndarray, axis: int = 0) -> np.ndarray:
+    """log10 of the mean of exp(logs) along ``axis`` (natural logs in, -inf allowed)."""
+    logs = np.moveaxis(np.asarray(logs, dtype=np.float64), axis, -1)
+    top = np.max(logs, axis=-1)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(under="ignore"):
+        total = np.exp(logs - safe[..., None]).sum(axis=-1)
+    with np.errstate(divide="ignore"):
+        out = (safe + np.log(total) - math.log(logs.shape[-1])) / LN10
+    return np.where(np.isfinite(top), out, -np.inf)
+
+
+def _relative_se(logs: np.ndarray) -> np.ndarray:
+    """Standard error of the mean of exp(logs) over axis 0, relative to that mean."""
+    top = np.max(logs, axis=0)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(under="ignore"):
+        scaled = np.exp(logs - safe)
+    mean = scaled.mean(axis=0)
+    n = logs.shape[0]
+    sd = scaled.std(axis=0, ddof=1) if n > 1 else np.full_like(mean, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mean > 0, sd / np.sqrt(n) / mean, np.nan)
+
+
+def _band(logs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log10 median, 5 % and 95 % quantiles over axis 0 (no interpolation across -inf)."""
+    l10 = logs / LN10
+    med = np.median(l10, axis=0)
+    lo = np.percentile(l10, 5, axis=0, method="inverted_cdf")
+    hi = np.percentile(l10, 95, axis=0, method="inverted_cdf")
+    return med, lo, hi
+
+
+def predictions(net: Network, cfg: EngineConfig, stats: TrialStats) -> dict[str, np.ndarray]:
+    """Mean-field (and exact-law) predictions for this network, natural logs."""
+    m0 = 1.0 if cfg.data is None else float(np.exp(stats.log_m0[0]))
+    weight_vars = net.weight_vars
+    if net.init.scheme.kind == "lsuv":
+        # data-dependent: predict with the realised (post-LSUV) variance, geometric mean
+        weight_vars = np.exp(np.mean(stats.log_weight_var, axis=0))
+    log_g_top = 0.0
+    if cfg.head == "softmax":
+        log_g_top = float(log10_mean(stats.head["log_g_top"]) * LN10)
+    return theory.mean_field(
+        list(net.widths), list(weight_vars), net.activation,
+        bias_var=net.bias_std**2, input_second_moment=m0, log_g_top=log_g_top,
+    )
+
+
+def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tuple[list, dict]:
+    """Per-layer dicts (the JSON ``layers`` list) and the prediction arrays used."""
+    pred = predictions(net, cfg, stats)
+    exact_backward = net.activation.has_dead_layers and net.bias_std == 0
+    g_pred = pred["log_g_mean"] if exact_backward else pred["log_g"]
+    d_pred = pred["log_d_mean"] if exact_backward else pred["log_d"]
+    q_mean = log10_mean(stats.log_q)
+    q_med, q_lo, q_hi = _band(stats.log_q)
+    q_rse = _relative_se(stats.log_q)
+    g_mean = log10_mean(stats.log_g)
+    g_med, _, _ = _band(stats.log_g)
+    p_dead_pred = (
+        theory.p_dead(list(net.widths)) if exact_backward else np.zeros(net.depth)
+    )
+    layers = []
+    for i in range(net.depth):
+        li = net.layer_inits[i]
+        q_pred = pred["log_q"][i] / LN10
+        row = {
+            "layer": i + 1,
+            "fan_in": net.widths[i],
+            "fan_out": net.widths[i + 1],
+            "weight_var": li.weight_var,
+            "weight_var_realised": float(10 ** log10_mean(stats.log_weight_var[:, i])),
+            "log10_q": float(q_mean[i]),
+            "log10_q_pred": float(q_pred),
+            "q_ratio": _ratio(q_mean[i], q_pred),
+            "q_rel_se": float(q_rse[i]),
+            "log10_q_median": float(q_med[i]),
+            "log10_q_p05": float(q_lo[i]),
+            "log10_q_p95": float(q_hi[i]),
+            "log10_var": float(log10_mean(stats.log_var[:, i])),
+            "log10_m": float(log10_mean(stats.log_m[:, i])),
+            "log10_m_pred": float(pred["log_m"][i] / LN10),
+            "dead_fraction": float(np.mean(stats.dead_units[:, i])),
+            "zero_fraction": float(np.mean(stats.zero_fraction[:, i])),
+            "p_dead": float(np.mean(stats.dead_inputs[:, i])),
+            "p_dead_pred": float(p_dead_pred[i]),
+            "log10_grad": float(g_mean[i + 1]),
+            "log10_grad_pred": float(g_pred[i + 1] / LN10),
+            "log10_grad_median": float(g_med[i + 1]),
+            "log10_delta": float(log10_mean(stats.log_d[:, i])),
+            "log10_delta_pred": float(d_pred[i] / LN10),
+            "log10_wgrad": float(log10_mean(stats.log_wgrad[:, i])),
+            "log10_wgrad_pred": float(pred["log_wgrad"][i] / LN10),
+        }
+        if net.init.scheme.kind == "lsuv":
+            row["lsuv_factor"] = float(np.exp(np.mean(stats.lsuv_log_factor[:, i])))
+            row["lsuv_iterations"] = float(np.mean(stats.lsuv_iterations[:, i]))
+        layers.append(row)
+    extras = {
+        "log10_input_grad": float(g_mean[0]),
+        "log10_input_grad_pred": float(g_pred[0] / LN10),
+        "log10_m0": float(log10_mean(stats.log_m0)),
+    }
+    return layers, {"pred": pred, **extras}
+
+
+def _ratio(measured_log10: float, predicted_log10: float) -> float:
+    if not math.isfinite(measured_log10):
+        return 0.0
+    return float(10 ** np.clip(measured_log10 - predicted_log10, -300, 300))
+
+
+def _crossing(log10_values: np.ndarray, per_layer: float, limit: float, below: bool) -> int | None:
+    """First 1-based layer where the series crosses ``limit``, extrapolated past the end."""
+    hit = np.nonzero(log10_values < limit if below else log10_values > limit)[0]
+    if hit.size:
+        return int(hit[0]) + 1
+    if not math.isfinite(per_layer) or (below and per_layer >= 0) or (not below and per_layer <= 0):
+        return None
+    last = log10_values[-1]
+    steps = math.ceil((limit - last) / per_layer)
+    return int(len(log10_values) + max(steps, 1))
+
+
+def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
+    """Vanishing / exploding / stable, per-layer factor, naive-float limits and the fix."""
+    q_pred = np.array([row["log10_q_pred"] for row in layers])
+    q_meas = np.array([row["log10_q"] for row in layers])
+    g_pred = np.array([row["log10_grad_pred"] for row in layers])
+    depth = net.depth
+    act = net.activation
+    # per-layer factor of the second moment (geometric mean over the stack)
+    if depth > 1:
+        factor_pred = (q_pred[-1] - q_pred[0]) / (depth - 1)
+        finite = math.isfinite(q_meas[-1]) and math.isfinite(q_meas[0])
+        factor_meas = (q_meas[-1] - q_meas[0]) / (depth - 1) if finite else -math.inf
+    else:
+        factor_pred = factor_meas = 0.0
+    total_change = q_pred[-1] - q_pred[0]
+    if total_change < -1:
+        kind = "vanishing"
+    elif total_change > 1:
+        kind = "exploding"
+    else:
+        kind = "stable"
+    gain2 = 1.0 if act.name == "tanh" else 2.0 / (1.0 + act.negative_slope**2)
+    rec = [math.sqrt(gain2 / n) for n in net.widths[:-1]]
+    naive = {}
+    for name, (lo, hi) in FLOAT_LIMITS.items():
+        naive[name] = {
+            "underflow_layer": _crossing(q_pred, factor_pred, 2 * lo, below=True),
+            "overflow_layer": _crossing(q_pred, factor_pred, 2 * hi, below=False),
+        }
+    factor = 10**factor_pred
+    words = []
+    if kind == "stable":
+        words.append(
+            f"the pre-activation second moment changes by a factor {factor:.4g} per layer "
+            f"(10^{total_change:+.2f} over {depth} layers; measured 10^{q_meas[-1] - q_meas[0]:+.2f})."
+        )
+    else:
+        words.append(
+            f"each layer multiplies the pre-activation second moment by {factor:.4g}: after "
+            f"{depth} layers it is 10^{q_pred[-1]:.1f} (measured 10^{q_meas[-1]:.1f}), against "
+            f"10^{q_pred[0]:.1f} at layer 1."
+        )
+    wgrads = np.array([row["log10_wgrad"] for row in layers])
+    g_in = gradient_in - layers[-1]["log10_grad"]
+    if np.all(np.isfinite(wgrads)):
+        spread = (f"about 10^{np.median(wgrads):.1f}" if np.ptp(wgrads) < 2
+                  else f"from 10^{wgrads.min():.1f} to 10^{wgrads.max():.1f}")
+        words.append(
+            f"The input gradient is 10^{g_in:.1f} of the probe's, and the weight gradients "
+            f"(squared norm per input) are {spread}."
+        )
+    if kind != "stable":
+        key = "underflow_layer" if kind == "vanishing" else "overflow_layer"
+        at32, at64 = naive["float32"][key], naive["float64"][key]
+        what = "underflows" if kind == "vanishing" else "overflows"
+        if at32 is not None:
+            words.append(
+                f"A naive float32 pass {what} near layer {at32}"
+                + (f" (float64 near layer {at64})." if at64 is not None else ".")
+            )
+    fans = sorted(set(net.widths[:-1]))
+    if act.name == "tanh":
+        rule = "std = sqrt(1/fan_in) (critical for tanh without bias)"
+    elif act.negative_slope:
+        rule = f"std = sqrt(2/((1+a^2) fan_in)) with a = {act.negative_slope:g} (He)"
+    else:
+        rule = "std = sqrt(2/fan_in) (He)"
+    if len(fans) == 1:
+        words.append(f"Fix: {rule} = {rec[0]:.4g} at fan-in {fans[0]} keeps it constant.")
+    else:
+        words.append(f"Fix: {rule}, per layer: "
+                     + ", ".join(f"{r:.3g}" for r in rec) + ".")
+    return {
+        "verdict": kind,
+        "factor_per_layer": float(factor),
+        "factor_per_layer_measured": float(10**factor_meas) if math.isfinite(factor_meas) else 0.0,
+        "log10_change_pred": float(total_change),
+        "log10_change": float(q_meas[-1] - q_meas[0]) if math.isfinite(q_meas[-1]) else -math.inf,
+        "recommended_std": rec[0] if len(set(rec)) == 1 else rec,
+        "recommended_std_per_layer": rec,
+        "naive": naive,
+        "gradient_log10_change_pred": float(g_pred[0] - g_pred[-1]) if depth > 1 else 0.0,
+        "log10_input_grad": gradient_in,
+        "message": " ".join(words),
+    }

@@ -1,0 +1,545 @@
+"""The batched forward/backward engine: many independent dense networks at once, in the log domain.
+
+Arrays carry named axes, trials first: activations are (trials, batch, units), weights
+(trials, fan_out, fan_in) in torch's (out, in) layout.
+
+Log domain. Each trial's activations are held as ``h = exp(log_scale) * h_hat`` with ``h_hat``
+renormalised to unit root-mean-square at every layer. The normalising factor is folded into the
+(small) weight matrix before the product, so it costs no extra pass over the activations, and
+weights themselves are drawn at unit scale with the scheme's std kept as a logarithm. For
+positively homogeneous activations (ReLU, leaky ReLU, linear) and any bias this is exact at every
+depth in float32 or float64: gauss 0.01 at depth 1000 reports log10 q near -2500, not 0. The
+backward pass is linear in the gradient, so it is exact the same way for every activation; tanh's
+forward is exact wherever its true pre-activation is representable (see ``activations``).
+Scales are per trial: the samples of one network share one. Per-sample squared norms are
+accumulated in float64 from the working dtype.
+
+Memory. Trials run in chunks (each chunk through all layers, forward then backward); a chunk keeps
+only bit-packed ReLU masks (1 bit per unit), per-sample norms and, when they fit the budget, its
+unit-scale weights; otherwise weights are regenerated in the backward pass from their
+(trial, layer) streams (``rng``), which gives the same numbers.
+
+Randomness: every draw comes from ``rng.draw`` streams keyed by (seed, kind, layer, trial block),
+so trial i's numbers do not depend on the number of trials, the chunking or the thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .activations import Activation
+from .data import Dataset
+from .errors import InputError
+from .rng import TRIAL_BLOCK, Stream, block_generator, draw
+from .schemes import InitSpec, LayerInit, sample_unit
+
+__all__ = ["Network", "EngineConfig", "TrialStats", "simulate", "estimate_memory"]
+
+_CACHE_TARGET_BYTES = 8 << 20  # activations of one chunk-layer (measured best: 8 MiB)
+_WEIGHT_KEEP_BYTES = 256 << 20
+_BOOL_MASK_BYTES = 64 << 20  # a chunk's ReLU masks as bytes up to this, bit-packed beyond  # keep a chunk's weights below this, else regenerate
+LSUV_TOLERANCE = 0.02  # |Var - 1| <= tol, as in Mishkin & Matas' Caffe code
+LSUV_MAX_ITER = 20
+
+
+@dataclass(frozen=True)
+class Network:
+    """A dense stack: widths n_0..n_L, one activation after every layer, iid init per layer.
+
+    Attributes:
+        widths: (n_0, ..., n_L); n_0 is the input width, layer l maps n_{l-1} -> n_l.
+        activation: applied after every layer (including the last).
+        init: the resolved init scheme (``schemes.resolve_scheme``).
+        bias_std: std of iid N(0, bias_std^2) biases (0: no bias).
+    """
+
+    widths: tuple[int, ...]
+    activation: Activation
+    init: InitSpec
+    bias_std: float = 0.0
+    layer_inits: tuple[LayerInit, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        inits = tuple(
+            self.init.layer(self.widths[i], self.widths[i + 1]) for i in range(self.depth)
+        )
+        object.__setattr__(self, "layer_inits", inits)
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths) - 1
+
+    @property
+    def weight_vars(self) -> np.ndarray:
+        """(depth,) nominal per-entry weight variance of each layer."""
+        return np.array([li.weight_var for li in self.layer_inits])
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How many networks and inputs, and how to draw them.
+
+    Attributes:
+        batch: inputs per network (with ``data``: at most the number of samples).
+        trials: independent networks.
+        seed: root of every random stream.
+        dtype: working dtype of activations (float32 or float64).
+        data: fixed inputs shared by all trials, or None for x ~ N(0, I) drawn per trial.
+        head: ``probe`` (loss <g, h_L>, g ~ N(0, I)) or ``softmax`` (cross-entropy over a
+            linear classifier of ``classes`` outputs initialised by the same scheme).
+        classes: number of classes for the softmax head.
+        workers: threads over trial chunks (None: one per core, at most 2 chunks each).
+        chunk_trials: trials per chunk (None: chosen for cache and memory).
+        keep_weights: keep weights between forward and backward (None: if they fit).
+    """
+
+    batch: int
+    trials: int
+    seed: int = 0
+    dtype: type = np.float32
+    data: Dataset | None = None
+    head: str = "probe"
+    classes: int = 10
+    workers: int | None = None
+    chunk_trials: int | None = None
+    keep_weights: bool | None = None
+
+
+@dataclass
+class TrialStats:
+    """Per-trial, per-layer statistics (natural logs; -inf where a quantity is exactly 0).
+
+    Shapes: T = trials, L = depth. Layer index l = 1..L is stored at position l - 1, except
+    ``log_g`` which covers h_0..h_L at positions 0..L.
+    """
+
+    log_q: np.ndarray  # (T, L) per-unit second moment of z_l
+    log_var: np.ndarray  # (T, L) per-unit variance of z_l over the batch
+    log_m: np.ndarray  # (T, L) per-unit second moment of h_l
+    dead_units: np.ndarray  # (T, L) fraction of units inactive for every input
+    zero_fraction: np.ndarray  # (T, L) fraction of entries of h_l (rectifiers: z_l) <= 0
+    dead_inputs: np.ndarray  # (T, L) fraction of inputs whose h_l is identically 0
+    log_g: np.ndarray  # (T, L+1) per-unit second moment of dloss/dh_l, l = 0..L
+    log_d: np.ndarray  # (T, L) per-unit second moment of dloss/dz_l
+    log_wgrad: np.ndarray  # (T, L) mean over inputs of ||dloss_b/dW_l||_F^2
+    log_m0: np.ndarray  # (T,) per-unit second moment of the input
+    log_weight_var: np.ndarray  # (T, L) realised mean of W_ij^2 (LSUV factor included)
+    lsuv_log_factor: np.ndarray  # (T, L) log of LSUV's multiplier (0 without LSUV)
+    lsuv_iterations: np.ndarray  # (T, L)
+    head: dict[str, np.ndarray]  # softmax head: (T,) max_prob, entropy, loss, log_g_top
+    scale_range_warning: bool = False  # a trial's samples spanned > 1e30 in squared norm
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _log(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(x)
+
+
+def _log_mean_exp(logs: np.ndarray) -> np.ndarray:
+    """log(mean(exp(logs), axis=-1)) with all -inf rows giving -inf (no warnings)."""
+    top = np.max(logs, axis=-1)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(under="ignore"):
+        total = np.exp(logs - safe[..., None]).sum(axis=-1)
+    return np.where(np.isfinite(top), safe + _log(total) - math.log(logs.shape[-1]), -np.inf)
+
+
+def _sumsq(a: np.ndarray) -> np.ndarray:
+    """(trials, batch) squared norms over the last axis, summed in the working dtype per row
+    (short rows) and returned as float64."""
+    return np.vecdot(a, a).astype(np.float64)
+
+
+def _count_true(mask: np.ndarray) -> np.ndarray:
+    """(trials,) number of True entries of a (trials, ...) bool array."""
+    flat = mask.reshape(mask.shape[0], -1)
+    if flat.shape[1] % 8 == 0 and flat.flags.c_contiguous:
+        # bools are bytes 0/1: a popcount of 8 of them at a time counts the Trues
+        return np.bitwise_count(flat.view(np.uint64)).sum(axis=1, dtype=np.int64)
+    return np.count_nonzero(flat, axis=1)
+
+
+def _available_memory() -> int:
+    """Bytes this process may still allocate: MemAvailable, capped by a cgroup limit."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+            if text.isdigit() and int(text) < (1 << 60):
+                avail = min(avail or int(text), int(text))
+        except OSError:
+            continue
+    return avail if avail is not None else 8 << 30
+
+
+def _unit_variance(li: LayerInit) -> float:
+    """Variance of an entry of the unit draw W_hat (W = std * W_hat)."""
+    return li.weight_var / (li.std * li.std)
+
+
+def _plan_chunks(net: Network, cfg: EngineConfig, batch: int) -> int:
+    itemsize = np.dtype(cfg.dtype).itemsize
+    per_trial = batch * max(net.widths) * itemsize
+    if cfg.chunk_trials is not None:
+        return max(1, int(cfg.chunk_trials))
+    k = max(1, _CACHE_TARGET_BYTES // max(per_trial, 1))
+    workers = cfg.workers or min(2, os.cpu_count() or 1)
+    k = min(k, max(1, -(-cfg.trials // workers)))
+    if k >= TRIAL_BLOCK:
+        k -= k % TRIAL_BLOCK
+    elif k > 1:
+        # a divisor of the block keeps every chunk inside one random stream
+        k = max(d for d in (1, 2, 4, 8) if d <= k and TRIAL_BLOCK % d == 0)
+    return k
+
+
+def estimate_memory(net: Network, cfg: EngineConfig) -> dict[str, int]:
+    """Peak bytes a run will need, estimated before anything large is allocated."""
+    batch = _effective_batch(cfg)
+    k = min(_plan_chunks(net, cfg, batch), cfg.trials)
+    workers = min(cfg.workers or min(2, os.cpu_count() or 1), -(-cfg.trials // k))
+    itemsize = np.dtype(cfg.dtype).itemsize
+    widest = max(net.widths)
+    act = 5 * k * batch * widest * itemsize  # z, h, gradient, temporaries
+    units = sum(net.widths[1:])
+    masks = k * batch * units * (itemsize if net.activation.name == "tanh" else 1)
+    weights_f64 = 2 * k * max(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * 8
+    kept = k * sum(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * itemsize
+    keep = cfg.keep_weights if cfg.keep_weights is not None else kept <= _WEIGHT_KEEP_BYTES
+    per_worker = act + masks + weights_f64 + (kept if keep else 0) + 4 * k * batch * 8 * net.depth
+    stats = cfg.trials * (12 * net.depth + 8) * 8
+    inputs = (cfg.data.x.nbytes if cfg.data is not None else 0) + 2 * k * batch * net.widths[0] * 8
+    total = int(workers * per_worker + stats + inputs)
+    return {"total": total, "per_chunk": int(per_worker), "chunk_trials": k, "workers": workers}
+
+
+def _effective_batch(cfg: EngineConfig) -> int:
+    if cfg.data is not None:
+        return min(cfg.batch, cfg.data.n_samples)
+    return cfg.batch
+
+
+# ----------------------------------------------------------------------------------- engine
+class _Chunk:
+    """Forward and backward pass of trials [t0, t1) through the whole stack."""
+
+    def __init__(self, net, cfg, batch, inputs, labels, probe, t0: int, t1: int):
+        self.net, self.cfg, self.batch = net, cfg, batch
+        self.t0, self.t1, self.k = t0, t1, t1 - t0
+        self.dtype = np.dtype(cfg.dtype)
+        self.inputs = inputs  # (batch, n0) inputs shared by all trials
+        self.probe = probe  # (batch, n_L) backward probe g shared by all trials
+        self.labels = labels  # (batch,) class labels of the data, or None
+        self.keep = cfg.keep_weights
+        self.pack_masks = self.k * batch * sum(net.widths[1:]) > _BOOL_MASK_BYTES
+        if self.keep is None:
+            kept = self.k * sum(a * b for a, b in zip(net.widths[:-1], net.widths[1:]))
+            self.keep = kept * self.dtype.itemsize <= _WEIGHT_KEEP_BYTES
+
+    # -- random draws ------------------------------------------------------------------------
+    def _weights(self, layer: int, li: LayerInit) -> np.ndarray:
+        w = draw(self.cfg.seed, Stream.WEIGHTS, layer, self.t0, self.t1,
+                 lambda g, k: sample_unit(li, g, k))
+        return w.astype(self.dtype, copy=False)
+
+    def _bias(self, layer: int, width: int) -> np.ndarray:
+        b = draw(self.cfg.seed, Stream.BIAS, layer, self.t0, self.t1,
+                 lambda g, k: g.standard_normal((k, 1, width)))
+        return b.astype(self.dtype, copy=False)
+
+    def _buffer(self, which: int, width: int) -> np.ndarray:
+        """(k, batch, width) view of one of two reused activation buffers (no page faults)."""
+        return self._buffers[which][: self.k * self.batch * width].reshape(self.k, self.batch, width)
+
+    def run(self) -> dict[str, np.ndarray]:
+        net, k, batch, dt = self.net, self.k, self.batch, self.dtype
+        depth, widths, act = net.depth, net.widths, net.activation
+        out = {
+            name: np.zeros((k, depth)) for name in (
+                "log_q", "log_var", "log_m", "dead_units", "zero_fraction", "dead_inputs",
+                "log_d", "log_wgrad", "lsuv_log_factor", "lsuv_iterations", "log_weight_var")
+        }
+        out["log_g"] = np.zeros((k, depth + 1))
+        range_warning = False
+
+        # -- input: one batch shared by every trial (data, or Gaussian drawn from the seed) --
+        x = self.inputs  # (batch, n0) float64
+        sq0 = np.einsum("bn,bn->b", x, x)
+        ms0 = float(sq0.sum()) / (batch * widths[0])
+        out["log_m0"] = np.full(k, math.log(ms0) if ms0 > 0 else -math.inf)
+        rms0 = math.sqrt(ms0) if ms0 > 0 else 1.0
+        h = (x / rms0).astype(dt)[None]  # (1, batch, n0): broadcasts over trials
+        log_s = np.full(k, math.log(rms0))
+        prev_sq = np.broadcast_to(sq0 / (rms0 * rms0), (k, batch))
+        prev_ms = np.full(k, 1.0 if ms0 > 0 else 0.0)
+
+        size = k * batch * max(widths)
+        self._buffers = (np.empty(size, dtype=dt), np.empty(size, dtype=dt))
+        cur = 0
+        masks: list[np.ndarray] = []
+        derivs: list[np.ndarray] = []
+        weights: list[np.ndarray | None] = []
+        log_sigma = np.zeros((k, depth))
+        log_prev_norm = []  # per layer: log ||h_{l-1,b}||^2 (k, batch)
+        ones_row = np.ones((1, batch), dtype=dt)
+        log_bias = math.log(net.bias_std) if net.bias_std > 0 else -math.inf
+        is_lsuv = net.init.scheme.kind == "lsuv"
+
+        for l in range(1, depth + 1):
+            li = net.layer_inits[l - 1]
+            n_in, n_out = widths[l - 1], widths[l]
+            w = self._weights(l, li)
+            weights.append(w if self.keep else None)
+            log_sigma[:, l - 1] = math.log(li.std)
+            log_prev_norm.append(2 * log_s[:, None] + _log(prev_sq))
+            alive = prev_ms > 0
+            # estimated log rms of the weight term, then the pre-activation scale
+            log_a = np.where(
+                alive,
+                log_s + log_sigma[:, l - 1] + 0.5 * _log(np.where(alive, prev_ms, 1.0))
+                + 0.5 * math.log(n_in * _unit_variance(li)),
+                -np.inf,
+            )
+            bias = self._bias(l, n_out) if net.bias_std > 0 else None
+            for it in range(LSUV_MAX_ITER if is_lsuv else 1):
+                if bias is None:
+                    log_sz = np.where(alive, log_a, 0.0)
+                    mult = np.where(alive, np.exp(log_s + log_sigma[:, l - 1] - log_sz), 0.0)
+                else:
+                    log_sz = 0.5 * np.logaddexp(2 * log_a, 2 * log_bias)
+                    mult = np.where(alive, np.exp(log_s + log_sigma[:, l - 1] - log_sz), 0.0)
+                wm = w * mult.astype(dt)[:, None, None]
+                z = np.matmul(h, wm.transpose(0, 2, 1), out=self._buffer(cur, n_out))
+                if bias is not None:
+                    z += np.exp(log_bias - log_sz).astype(dt)[:, None, None] * bias
+                sq_total = _sumsq(z).sum(axis=1)
+                col_mean = np.matmul(ones_row, z)[:, 0, :].astype(np.float64) / batch
+                q_hat = sq_total / (batch * n_out)
+                var_hat = np.maximum(q_hat - np.mean(col_mean**2, axis=1), 0.0)
+                if not is_lsuv:
+                    break
+                # LSUV: variance over all (batch, unit) entries of this layer's output -> 1
+                grand = col_mean.mean(axis=1)
+                lsuv_var_hat = np.maximum(q_hat - grand**2, 0.0)
+                log_var_true = 2 * log_sz + _log(lsuv_var_hat)
+                bad = ~np.isfinite(log_var_true)
+                if np.any(bad):
+                    trial = self.t0 + int(np.argmax(bad))
+                    raise InputError(
+                        f"lsuv: layer {l} output variance is zero in trial {trial} (its input is "
+                        "all zero, e.g. a dead ReLU layer below, or the batch is constant); "
+                        "no rescaling can revive it: use a wider layer or another scheme"
+                    )
+                done = np.abs(np.exp(log_var_true) - 1.0) <= LSUV_TOLERANCE
+                out["lsuv_iterations"][:, l - 1] += ~done
+                if np.all(done):
+                    break
+                step = np.where(done, 0.0, -0.5 * log_var_true)
+                log_sigma[:, l - 1] += step
+                out["lsuv_log_factor"][:, l - 1] += step
+                log_a = log_a + step
+            w_ms = np.einsum("tij,tij->t", w, w).astype(np.float64) / (n_in * n_out)
+            out["log_weight_var"][:, l - 1] = 2 * log_sigma[:, l - 1] + _log(w_ms)
+            out["log_q"][:, l - 1] = 2 * log_sz + _log(q_hat)
+            out["log_var"][:, l - 1] = 2 * log_sz + _log(var_hat)
+
+            # activation
+            if act.is_rectifier and act.negative_slope != 1.0:
+                mask = z > 0
+                masks.append(np.packbits(mask, axis=-1) if self.pack_masks else mask)
+            else:
+                mask = None
+                masks.append(None)
+            if act.name == "tanh":
+                derivs.append(act.tanh_derivative(z, log_sz))
+            h, log_s = act.forward(z, log_sz)
+            cur ^= 1  # the next layer writes into the other buffer
+            sq = _sumsq(h)
+            if mask is not None:
+                out["zero_fraction"][:, l - 1] = 1.0 - _count_true(mask) / (batch * n_out)
+                if act.negative_slope == 0.0:  # h >= 0: a unit is alive iff its batch sum is > 0
+                    unit_alive = np.matmul(ones_row, h)[:, 0, :] > 0
+                else:
+                    unit_alive = np.logical_or.reduce(mask, axis=1)
+                out["dead_units"][:, l - 1] = 1.0 - unit_alive.mean(axis=1)
+            else:
+                nz = h != 0
+                out["zero_fraction"][:, l - 1] = 1.0 - _count_true(nz) / (batch * n_out)
+                out["dead_units"][:, l - 1] = 1.0 - np.any(nz, axis=1).mean(axis=1)
+            # an input is dead at layer l when h_l is exactly zero (only ReLU, a = 0, can do it)
+            out["dead_inputs"][:, l - 1] = np.mean(sq == 0, axis=1)
+            ms = sq.sum(axis=1) / (batch * n_out)
+            out["log_m"][:, l - 1] = 2 * log_s + _log(ms)
+            positive = np.where(sq > 0, sq, np.inf).min(axis=1)
+            if np.any(sq.max(axis=1) > 1e30 * positive):
+                range_warning = True
+            prev_sq, prev_ms = sq, ms
+
+        # -- head: where the backward pass starts ---------------------------------------------
+        head: dict[str, np.ndarray] = {}
+        if self.cfg.head == "softmax":
+            dh, log_gs, head = self._softmax_head(h, log_s, prev_ms)
+        else:
+            dh = self._buffer(cur, widths[-1])
+            dh[...] = self.probe.astype(dt)
+            log_gs = np.zeros(k)
+
+        # -- backward ---------------------------------------------------------------------
+        for l in range(depth, 0, -1):
+            li = net.layer_inits[l - 1]
+            n_in, n_out = widths[l - 1], widths[l]
+            gsq = _sumsq(dh).sum(axis=1) / (batch * n_out)
+            out["log_g"][:, l] = 2 * log_gs + _log(gsq)
+            packed = masks[l - 1]
+            if act.name == "tanh":
+                dh *= derivs[l - 1]
+            elif packed is not None:
+                mask = (np.unpackbits(packed, axis=-1, count=n_out).view(bool)
+                        if self.pack_masks else packed)
+                if act.negative_slope == 0.0:
+                    np.multiply(dh, mask, out=dh)
+                else:
+                    dh *= np.where(mask, 1.0, act.negative_slope).astype(dt)
+            dsq = _sumsq(dh)
+            out["log_d"][:, l - 1] = 2 * log_gs + _log(dsq.sum(axis=1) / (batch * n_out))
+            per_sample = 2 * log_gs[:, None] + _log(dsq) + log_prev_norm[l - 1]
+            out["log_wgrad"][:, l - 1] = _log_mean_exp(per_sample)
+            w = weights[l - 1] if weights[l - 1] is not None else self._weights(l, li)
+            dms = dsq.sum(axis=1) / (batch * n_out)
+            alive = dms > 0
+            log_est = 0.5 * _log(np.where(alive, dms, 1.0)) + 0.5 * math.log(
+                n_out * _unit_variance(li)
+            )
+            mult = np.where(alive, np.exp(-log_est), 0.0)
+            cur ^= 1
+            dh = np.matmul(dh, w * mult.astype(dt)[:, None, None], out=self._buffer(cur, n_in))
+            log_gs = np.where(alive, log_gs + log_sigma[:, l - 1] + log_est, 0.0)
+        gsq = _sumsq(dh).sum(axis=1) / (batch * widths[0])
+        out["log_g"][:, 0] = 2 * log_gs + _log(gsq)
+        out["head"] = head
+        out["range_warning"] = range_warning
+        return out
+
+    def _softmax_head(self, h, log_s, prev_ms):
+        """Cross-entropy over a linear classifier; returns dloss/dh_L (normalised) and stats."""
+        net, cfg, k, batch, dt = self.net, self.cfg, self.k, self.batch, self.dtype
+        n_last, classes = net.widths[-1], cfg.classes
+        li = net.init.layer(n_last, classes)
+        w = draw(cfg.seed, Stream.HEAD, 0, self.t0, self.t1, lambda g, kk: sample_unit(li, g, kk))
+        u = np.matmul(h.astype(np.float64), w.transpose(0, 2, 1))  # (k, batch, classes)
+        log_scale = np.minimum(log_s + math.log(li.std), 600.0)
+        logits = u * np.exp(log_scale)[:, None, None]
+        logits -= logits.max(axis=2, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=2, keepdims=True)
+        if self.labels is not None:
+            labels = np.broadcast_to(self.labels, (k, batch))
+        else:
+            labels = draw(cfg.seed, Stream.LABELS, 0, self.t0, self.t1,
+                          lambda g, kk: g.integers(0, classes, size=(kk, batch)))
+        onehot = np.zeros_like(p)
+        np.put_along_axis(onehot, labels[..., None], 1.0, axis=2)
+        with np.errstate(divide="ignore"):
+            logp = np.log(p)
+        # loss: use logits directly for exact -log p_y where p_y underflows
+        loss = -np.take_along_axis(logits, labels[..., None], axis=2)[..., 0] + np.log(
+            np.exp(logits).sum(axis=2)
+        )
+        entropy = -np.sum(np.where(p > 0, p * np.where(p > 0, logp, 0.0), 0.0), axis=2)
+        err = p - onehot  # dloss/dlogits, (k, batch, classes)
+        dh = np.matmul(err, w)  # times std * exp... handled in log scale
+        gsq = _sumsq(dh).sum(axis=1) / (batch * n_last)
+        alive = gsq > 0
+        rms = np.sqrt(np.where(alive, gsq, 1.0))
+        dh = (dh / rms[:, None, None]).astype(dt)
+        log_gs = math.log(li.std) + np.log(rms)
+        stats = {
+            "max_prob": p.max(axis=2).mean(axis=1),
+            "entropy": entropy.mean(axis=1),
+            "loss": loss.mean(axis=1),
+            "log_g_top": 2 * log_gs + _log(np.where(alive, 1.0, 0.0)),
+        }
+        return dh, log_gs, stats
+
+
+def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
+    """Run ``cfg.trials`` independent networks forward and backward; per-trial statistics.
+
+    Raises:
+        InputError: the run would need more memory than the machine has (checked before any
+            large allocation), or LSUV meets a layer with zero output variance.
+    """
+    batch = _effective_batch(cfg)
+    need = estimate_memory(net, cfg)
+    have = _available_memory()
+    if need["total"] > 0.8 * have:
+        per_trial = max(1, need["total"] // max(cfg.trials, 1))
+        fit = max(1, int(0.8 * have) // per_trial)
+        raise InputError(
+            f"this run needs about {need['total'] / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
+            f"is available; use fewer trials (about {fit}), a smaller --batch or narrower layers"
+        )
+    labels = None
+    if cfg.data is None:
+        inputs = block_generator(cfg.seed, Stream.INPUT, 0, 0).standard_normal(
+            (batch, net.widths[0]))
+    else:
+        n = cfg.data.n_samples
+        if batch < n:
+            gen = np.random.Generator(
+                np.random.SFC64(np.random.SeedSequence(cfg.seed, spawn_key=(Stream.DATA,)))
+            )
+            idx = np.sort(gen.permutation(n)[:batch])
+        else:
+            idx = np.arange(n)
+        inputs = cfg.data.x[idx]
+        if cfg.data.labels is not None:
+            labels = cfg.data.labels[idx] % max(cfg.classes, 1)
+    probe = block_generator(cfg.seed, Stream.PROBE, 0, 0).standard_normal((batch, net.widths[-1]))
+    k = _plan_chunks(net, cfg, batch)
+    bounds = [(t, min(cfg.trials, t + k)) for t in range(0, cfg.trials, k)]
+
+    def one(b):
+        return _Chunk(net, cfg, batch, inputs, labels, probe, *b).run()
+
+    workers = cfg.workers or min(2, os.cpu_count() or 1)
+    workers = max(1, min(workers, len(bounds)))
+    # BLAS runs single-threaded inside the engine: parallelism comes from trial chunks, and every
+    # per-trial product then takes the same code path whatever the chunking (bitwise equal).
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers == 1:
+            parts = [one(b) for b in bounds]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(one, bounds))
+
+    def cat(name):
+        return np.concatenate([p[name] for p in parts], axis=0)
+
+    head = {}
+    if parts[0]["head"]:
+        head = {key: np.concatenate([p["head"][key] for p in parts]) for key in parts[0]["head"]}
+    return TrialStats(
+        log_q=cat("log_q"), log_var=cat("log_var"), log_m=cat("log_m"),
+        dead_units=cat("dead_units"), zero_fraction=cat("zero_fraction"),
+        dead_inputs=cat("dead_inputs"), log_g=cat("log_g"), log_d=cat("log_d"),
+        log_wgrad=cat("log_wgrad"), log_m0=cat("log_m0"), log_weight_var=cat("log_weight_var"),
+        lsuv_log_factor=cat("lsuv_log_factor"), lsuv_iterations=cat("lsuv_iterations"),
+        head=head, scale_range_warning=any(p["range_warning"] for p in parts),
+    )

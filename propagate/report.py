@@ -1,0 +1,134 @@
+"""Terminal rendering of results with rich: tables a person reads at a glance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["print_run", "print_schemes", "fmt_log10", "layer_rows_to_show"]
+
+
+def fmt_log10(value: float | None, digits: int = 1) -> str:
+    """'-75.1' for a finite log10, '-inf' (dead: exactly 0) otherwise."""
+    if value is None or not math.isfinite(value):
+        return "-inf"
+    return f"{value:.{digits}f}"
+
+
+def fmt_ratio(value: float) -> str:
+    if value == 0:
+        return "0"
+    if 0.01 <= value < 1000:
+        return f"{value:.3f}"
+    return f"{value:.2e}"
+
+
+def layer_rows_to_show(depth: int, all_layers: bool = False, head: int = 4, tail: int = 3):
+    """Indices of layers to print: all up to 32 layers, else the first, the last and a stride."""
+    if all_layers or depth <= 32:
+        return list(range(depth))
+    stride = max(1, round(depth / 10))
+    middle = range(head, depth - tail, stride)
+    return sorted(set(range(head)) | set(middle) | set(range(depth - tail, depth)))
+
+
+def _console() -> Console:
+    """Rich console; 120 columns when the output is not a terminal (files, pipes)."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=120)
+    return console
+
+
+def print_run(result, *, all_layers: bool = False, console: Console | None = None) -> None:
+    """Config line, per-layer table (measured, predicted, ratio, band, dead %, gradients), verdict."""
+    console = console or _console()
+    cfg, layers, summary = result.config, result.layers, result.summary
+    widths = cfg["widths"]
+    arch = (f"depth {cfg['depth']}, width {widths[1]}" if len(set(widths)) == 1
+            else "widths " + ",".join(map(str, widths)))
+    data = cfg["data"] or "x ~ N(0, I)"
+    console.print(
+        f"[bold]propagate run[/bold]: {arch}, {cfg['activation']}, scheme {cfg['scheme']} "
+        f"({cfg['distribution']}, Var W = {cfg['weight_var_rule']}), {cfg['trials']} networks x "
+        f"{cfg['batch']} inputs ({data}), {cfg['dtype']}, seed {cfg['seed']}"
+    )
+    variances = {row["weight_var"] for row in layers}
+    if len(variances) == 1:
+        realised = np.mean([row["weight_var_realised"] for row in layers])
+        console.print(f"weight variance per entry: {layers[0]['weight_var']:.4g} nominal, "
+                      f"{realised:.4g} realised (mean over layers and networks)")
+    table = Table(
+        caption="log10 values. q: pre-activation second moment per unit (mean over networks); "
+        "pred: mean-field prediction; ratio: measured/predicted; 5-95%: spread over networks; "
+        "dead: units off for every input; grad: second moment of dloss/dh_l per unit; "
+        "wgrad: ||dloss/dW_l||^2 per input",
+        caption_justify="left",
+    )
+    columns = [("layer", "right"), ("q", "right"), ("pred", "right"), ("ratio", "right"),
+               ("q 5-95%", "center"), ("dead%", "right"), ("grad", "right"), ("pred", "right"),
+               ("wgrad", "right"), ("pred", "right")]
+    if len(variances) > 1:
+        columns.insert(1, ("Var W", "right"))
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=True)
+    shown = layer_rows_to_show(len(layers), all_layers)
+    previous = -1
+    for i in shown:
+        if i != previous + 1:
+            table.add_row("...", *[""] * (len(columns) - 1))
+        previous = i
+        row = layers[i]
+        cells = [
+            str(row["layer"]),
+            fmt_log10(row["log10_q"]),
+            fmt_log10(row["log10_q_pred"]),
+            fmt_ratio(row["q_ratio"]),
+            f"{fmt_log10(row['log10_q_p05'])}..{fmt_log10(row['log10_q_p95'])}",
+            f"{100 * row['dead_fraction']:.1f}",
+            fmt_log10(row["log10_grad"]),
+            fmt_log10(row["log10_grad_pred"]),
+            fmt_log10(row["log10_wgrad"]),
+            fmt_log10(row["log10_wgrad_pred"]),
+        ]
+        if len(variances) > 1:
+            cells.insert(1, f"{row['weight_var']:.3g}")
+        table.add_row(*cells)
+    console.print(table)
+    verdict = summary["verdict"]
+    colour = {"stable": "green", "vanishing": "yellow", "exploding": "red"}.get(verdict, "white")
+    console.print(f"[bold {colour}]{verdict.upper()}[/bold {colour}] {summary['message']}")
+    if "head" in summary:
+        h = summary["head"]
+        console.print(
+            f"softmax head ({h['classes']} classes): mean max-probability {h['mean_max_prob']:.3f}, "
+            f"entropy {h['mean_entropy']:.3f} of log K = {h['log_classes']:.3f} "
+            f"({100 * h['entropy_over_log_classes']:.0f}%), mean loss {h['mean_loss']:.3f}"
+        )
+    for line in summary.get("finite_width_notes", []):
+        console.print(f"[yellow]note:[/yellow] {line}")
+    for line in summary.get("warnings", []):
+        console.print(f"[red]warning:[/red] {line}")
+
+
+def print_schemes(rows: list[dict], console: Console | None = None) -> None:
+    """One block per scheme: formula first, framework names and traps after."""
+    console = console or _console()
+    table = Table(title="init schemes (named by formula)", show_lines=True)
+    for col in ("scheme", "law", "variance", "bound / std", "ReLU factor", "framework names"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        names = row.get("frameworks", "")
+        if row.get("traps"):
+            names = f"{names}\n[yellow]trap:[/yellow] {row['traps']}"
+        aliases = ", ".join(row.get("aliases", ()))
+        table.add_row(
+            f"[bold]{row['name']}[/bold]" + (f"\n({aliases})" if aliases else ""),
+            str(row.get("law", "")), str(row.get("variance", "")),
+            str(row.get("bound_or_std", "")), str(row.get("relu_factor", "")), names,
+        )
+    console.print(table)

@@ -1,0 +1,154 @@
+"""Result objects and their JSON/CSV round-trip; atomic writes.
+
+JSON has no infinities: a log10 value of an exact zero (a dead network) is written as null and
+read back as -inf. Every other number is finite by construction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InputError
+
+__all__ = ["RunResult", "atomic_write", "load_result", "FORMAT_VERSION", "jsonable"]
+
+FORMAT_VERSION = 1
+
+
+def jsonable(value: Any) -> Any:
+    """Nested copy with non-finite floats as None and numpy scalars/arrays as Python values."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        return jsonable(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _restore(value: Any, key: str = "") -> Any:
+    """Inverse of ``jsonable`` for log fields: null log10 values become -inf."""
+    if isinstance(value, dict):
+        return {k: _restore(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(v, key) for v in value]
+    if value is None and key.startswith("log10_"):
+        return -math.inf
+    return value
+
+
+def atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename.
+
+    Nothing is left half-written: either the old file (or none) or the complete new one exists.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder!r}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise InputError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class RunResult:
+    """What ``propagate run`` measured and predicted.
+
+    Attributes:
+        config: every resolved parameter (scheme, distribution, per-layer weight variance, seed,
+            package version, ...).
+        layers: one dict per layer (1-based ``layer``), see README for the fields.
+        summary: verdict, per-layer factor, recommended std, input gradient, head, warnings.
+    """
+
+    config: dict
+    layers: list[dict]
+    summary: dict
+    kind: str = "run"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {
+            "format": "propagate-results",
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "config": self.config,
+            "layers": self.layers,
+            "summary": self.summary,
+        }
+        out.update(self.extra)
+        return jsonable(out)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_csv(self) -> str:
+        """One row per layer with every scalar layer field."""
+        buf = io.StringIO()
+        rows = jsonable(self.layers)
+        names: list[str] = []
+        for row in rows:
+            for key, value in row.items():
+                if key not in names and not isinstance(value, dict | list):
+                    names.append(key)
+        writer = csv.DictWriter(buf, fieldnames=names, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in names})
+        return buf.getvalue()
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunResult:
+        if not isinstance(data, dict) or data.get("format") != "propagate-results":
+            raise InputError("not a propagate results file (no 'format: propagate-results')")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise InputError(
+                f"results file has format_version {version!r}; this propagate reads "
+                f"version {FORMAT_VERSION}"
+            )
+        restored = _restore(data)
+        known = {"format", "format_version", "kind", "config", "layers", "summary"}
+        try:
+            return cls(
+                config=restored["config"],
+                layers=restored["layers"],
+                summary=restored["summary"],
+                kind=restored.get("kind", "run"),
+                extra={k: v for k, v in restored.items() if k not in known},
+            )
+        except KeyError as exc:
+            raise InputError(f"results file lacks the {exc.args[0]!r} section") from None
+
+
+def load_result(path: str) -> RunResult:
+    """Read a results.json written by ``propagate``; one-line InputError when it is not one."""
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{path!r}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path!r} cannot be read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path!r} is not valid JSON (line {exc.lineno}): corrupt file?") from None
+    return RunResult.from_dict(data)

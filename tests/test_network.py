@@ -1,0 +1,207 @@
+"""The engine against a naive float64 oracle, finite differences, chunking and extreme depths."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from propagate.activations import make_activation
+from propagate.network import EngineConfig, Network, simulate
+from propagate.rng import Stream, block_generator, draw
+from propagate.schemes import resolve_scheme, sample_unit
+
+LN10 = math.log(10.0)
+
+
+def _net(widths, scheme="he-normal", activation="relu", slope=None, bias_std=0.0, **kw):
+    act = make_activation(activation, slope)
+    return Network(widths=tuple(widths), activation=act,
+                   init=resolve_scheme(scheme, activation=act, **kw), bias_std=bias_std)
+
+
+def _phi(act, z):
+    if act.name == "tanh":
+        return np.tanh(z), 1.0 - np.tanh(z) ** 2
+    a = act.negative_slope
+    return np.where(z > 0, z, a * z), np.where(z > 0, 1.0, a)
+
+
+def _oracle(net: Network, seed: int, batch: int, trial: int, x=None, perturb=None):
+    """Plain float64 forward/backward of one trial; returns per-layer statistics and grads."""
+    widths, act = net.widths, net.activation
+    if x is None:
+        x = block_generator(seed, Stream.INPUT, 0, 0).standard_normal((batch, widths[0]))
+    g = block_generator(seed, Stream.PROBE, 0, 0).standard_normal((batch, widths[-1]))
+    ws, bs = [], []
+    for l in range(1, net.depth + 1):
+        li = net.layer_inits[l - 1]
+        w = draw(seed, Stream.WEIGHTS, l, trial, trial + 1, lambda gen, k: sample_unit(li, gen, k))
+        ws.append(w[0] * li.std)
+        if net.bias_std > 0:
+            b = draw(seed, Stream.BIAS, l, trial, trial + 1,
+                     lambda gen, k: gen.standard_normal((k, 1, widths[l])))
+            bs.append(b[0, 0] * net.bias_std)
+        else:
+            bs.append(np.zeros(widths[l]))
+    if perturb is not None:
+        ws[perturb[0]] = ws[perturb[0]] + perturb[1]
+    hs, zs, ders = [x], [], []
+    for w, b in zip(ws, bs):
+        z = hs[-1] @ w.T + b
+        h, d = _phi(act, z)
+        zs.append(z)
+        hs.append(h)
+        ders.append(d)
+    stats = {"q": [np.mean(z**2) for z in zs], "m": [np.mean(h**2) for h in hs[1:]]}
+    dh = g.copy()
+    grads_w = [None] * net.depth
+    g_l, d_l, wg = [None] * (net.depth + 1), [None] * net.depth, [None] * net.depth
+    for l in range(net.depth, 0, -1):
+        g_l[l] = np.mean(dh**2)
+        delta = dh * ders[l - 1]
+        d_l[l - 1] = np.mean(delta**2)
+        wg[l - 1] = np.mean(np.sum(delta**2, axis=1) * np.sum(hs[l - 1] ** 2, axis=1))
+        grads_w[l - 1] = delta.T @ hs[l - 1]
+        dh = delta @ ws[l - 1]
+    g_l[0] = np.mean(dh**2)
+    stats.update(g=g_l, d=d_l, wgrad=wg, loss=float(np.sum(g * hs[-1])), dx=dh, dw=grads_w)
+    return stats
+
+
+CASES = [
+    ("relu he", dict(widths=(7, 9, 6, 5), scheme="he-normal")),
+    ("relu gauss", dict(widths=(6, 6, 6, 6, 6), scheme="gauss")),
+    ("leaky bias", dict(widths=(5, 8, 4, 6), scheme="he-uniform", activation="leaky-relu",
+                        slope=0.2, bias_std=0.3)),
+    ("linear", dict(widths=(4, 6, 5), scheme="xavier-normal", activation="linear")),
+    ("tanh bias", dict(widths=(5, 7, 7, 3), scheme="lecun-normal", activation="tanh",
+                       bias_std=0.1)),
+    ("orthogonal", dict(widths=(8, 5, 9, 4), scheme="orthogonal")),
+    ("trunc", dict(widths=(6, 6, 6), scheme="he-truncnormal")),
+]
+
+
+@pytest.mark.parametrize("name,kw", CASES, ids=[c[0] for c in CASES])
+def test_engine_matches_naive_float64(name, kw):
+    net = _net(**kw)
+    batch, trials, seed = 5, 11, 3
+    stats = simulate(net, EngineConfig(batch=batch, trials=trials, seed=seed, dtype=np.float64,
+                                       chunk_trials=4, workers=1))
+    for t in (0, 4, 10):
+        ref = _oracle(net, seed, batch, t)
+        np.testing.assert_allclose(np.exp(stats.log_q[t]), ref["q"], rtol=1e-9)
+        np.testing.assert_allclose(np.exp(stats.log_m[t]), ref["m"], rtol=1e-9)
+        np.testing.assert_allclose(np.exp(stats.log_g[t]), ref["g"], rtol=1e-9)
+        np.testing.assert_allclose(np.exp(stats.log_d[t]), ref["d"], rtol=1e-9)
+        np.testing.assert_allclose(np.exp(stats.log_wgrad[t]), ref["wgrad"], rtol=1e-9)
+
+
+def test_oracle_gradients_match_finite_differences():
+    """The oracle's backward pass (and so the engine's) is the derivative of <g, h_L>."""
+    net = _net((6, 7, 5, 4), scheme="he-normal", activation="leaky-relu", slope=0.1,
+               bias_std=0.2)
+    seed, batch = 1, 3
+    base = _oracle(net, seed, batch, 0)
+    rng = np.random.default_rng(0)
+    x = block_generator(seed, Stream.INPUT, 0, 0).standard_normal((batch, 6))
+    u = rng.standard_normal(x.shape)
+    eps = 1e-6
+    plus = _oracle(net, seed, batch, 0, x=x + eps * u)["loss"]
+    minus = _oracle(net, seed, batch, 0, x=x - eps * u)["loss"]
+    assert (plus - minus) / (2 * eps) == pytest.approx(np.sum(base["dx"] * u), rel=1e-6)
+    for layer in range(net.depth):
+        du = rng.standard_normal(base["dw"][layer].shape)
+        plus = _oracle(net, seed, batch, 0, perturb=(layer, eps * du))["loss"]
+        minus = _oracle(net, seed, batch, 0, perturb=(layer, -eps * du))["loss"]
+        fd = (plus - minus) / (2 * eps)
+        assert fd == pytest.approx(np.sum(base["dw"][layer] * du), rel=1e-6)
+
+
+def _all(stats):
+    return [stats.log_q, stats.log_m, stats.log_g, stats.log_d, stats.log_wgrad,
+            stats.dead_units, stats.zero_fraction, stats.dead_inputs, stats.log_var]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_numbers_whatever_the_chunking(dtype):
+    net = _net((16,) * 9, scheme="he-uniform")
+    runs = [
+        simulate(net, EngineConfig(batch=12, trials=21, seed=7, dtype=dtype, chunk_trials=c,
+                                   workers=w))
+        for c, w in ((21, 1), (1, 1), (3, 2), (8, 2), (5, 1))
+    ]
+    for other in runs[1:]:
+        for a, b in zip(_all(runs[0]), _all(other)):
+            np.testing.assert_array_equal(a, b)
+    fewer = simulate(net, EngineConfig(batch=12, trials=6, seed=7, dtype=dtype))
+    for a, b in zip(_all(runs[0]), _all(fewer)):
+        np.testing.assert_array_equal(a[:6], b)
+    other_seed = simulate(net, EngineConfig(batch=12, trials=6, seed=8, dtype=dtype))
+    assert not np.array_equal(other_seed.log_q, fewer.log_q)
+
+
+def test_weights_regenerated_or_kept_give_the_same_numbers():
+    net = _net((10,) * 6, scheme="gauss")
+    kept = simulate(net, EngineConfig(batch=8, trials=9, seed=2, keep_weights=True))
+    regen = simulate(net, EngineConfig(batch=8, trials=9, seed=2, keep_weights=False))
+    for a, b in zip(_all(kept), _all(regen)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _exact_log_ratio_moments(n_in, n_out, s2, depth):
+    """E and Var of log R_L given alive for Gaussian weights (THEORY.md section 3), by direct sums."""
+    from scipy.special import digamma, gammaln, polygamma
+
+    k = np.arange(1, n_out + 1)
+    logpmf = gammaln(n_out + 1) - gammaln(k + 1) - gammaln(n_out - k + 1) - n_out * math.log(2)
+    p = np.exp(logpmf) / -math.expm1(-n_out * math.log(2))
+    psi, tri = digamma(k / 2), polygamma(1, k / 2)
+    mean = math.log(s2 / n_in) + math.log(2) + np.sum(p * psi)
+    var = np.sum(p * tri) + np.sum(p * psi**2) - np.sum(p * psi) ** 2
+    return depth * mean, depth * var
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gauss_001_depth_150_stays_exact_in_log_domain(dtype):
+    """Gauss 0.01, width 64, depth 150: log10 m_150 near -374 for every trial, never 0 or -inf.
+
+    One input per network, so log m_L = log R_L + log(|x|^2/n) follows the exact law of
+    THEORY.md section 3; its mean over 400 networks is compared with a z-test.
+    """
+    depth, n, trials = 150, 64, 400
+    net = _net((n,) * (depth + 1), scheme="gauss")
+    stats = simulate(net, EngineConfig(batch=1, trials=trials, seed=0, dtype=dtype))
+    assert np.all(np.isfinite(stats.log_m)) and np.all(np.isfinite(stats.log_q))
+    mean, var = _exact_log_ratio_moments(n, n, n * 1e-4, depth)
+    expected = mean + stats.log_m0[0]
+    got = stats.log_m[:, -1]
+    z = (got.mean() - expected) / math.sqrt(var / trials)
+    assert abs(z) < 4, (got.mean(), expected)
+    assert got.var(ddof=1) / var == pytest.approx(1.0, abs=4 * math.sqrt(2 / (trials - 1)))
+    # the mean-field mean: log10 E q_150 = log10(64e-4) + 149 log10(32e-4) ~ -374
+    assert (math.log(64e-4) + 149 * math.log(32e-4)) / LN10 == pytest.approx(-374.0, abs=0.6)
+    assert np.median(stats.log_q[:, -1]) / LN10 < -370
+
+
+def test_std_one_width_512_linear_depth_100_overflows_nothing():
+    """Linear, std 1, width 512: q_l = 512^l exactly in expectation: +270.9 at l = 100."""
+    net = _net((512,) * 101, scheme="gauss", activation="linear", std=1.0)
+    stats = simulate(net, EngineConfig(batch=4, trials=4, seed=0, dtype=np.float32))
+    pred = 100 * math.log10(512)
+    assert pred == pytest.approx(270.9, abs=0.05)
+    got = np.log10(np.mean(np.exp(stats.log_q[:, -1] - 600))) + 600 / LN10
+    assert np.all(np.isfinite(stats.log_q))
+    assert abs(got - pred) < 0.5
+
+
+def test_dead_networks_are_reported_as_exact_zeros():
+    """Width 2 ReLU: about a quarter of inputs die per layer; dead means exactly 0 (-inf)."""
+    net = _net((2,) * 41, scheme="he-normal")
+    stats = simulate(net, EngineConfig(batch=4, trials=50, seed=0))
+    dead = stats.dead_inputs[:, -1] == 1
+    assert dead.any()
+    assert np.all(np.isneginf(stats.log_q[dead, -1]))
+    assert np.all(np.isneginf(stats.log_g[dead, 1:-1]).any(axis=1))
+    assert not np.isnan(stats.log_q).any()
