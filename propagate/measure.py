@@ -62,14 +62,13 @@ def _band(logs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def predictions(net: Network, cfg: EngineConfig, stats: TrialStats) -> dict[str, np.ndarray]:
     """Mean-field (and exact-law) predictions for this network, natural logs."""
-    m0 = 1.0 if cfg.data is None else float(np.exp(stats.log_m0[0]))
+    # inputs and probe are shared by all trials: predict with their realised second moments
+    m0 = float(np.exp(stats.log_m0[0]))
     weight_vars = net.weight_vars
     if net.init.scheme.kind == "lsuv":
         # data-dependent: predict with the realised (post-LSUV) variance, geometric mean
         weight_vars = np.exp(np.mean(stats.log_weight_var, axis=0))
-    log_g_top = 0.0
-    if cfg.head == "softmax":
-        log_g_top = float(log10_mean(stats.head["log_g_top"]) * LN10)
+    log_g_top = float(log10_mean(stats.log_g[:, -1]) * LN10)
     return theory.mean_field(
         list(net.widths), list(weight_vars), net.activation,
         bias_var=net.bias_std**2, input_second_moment=m0, log_g_top=log_g_top,
@@ -145,7 +144,9 @@ def _crossing(log10_values: np.ndarray, per_layer: float, limit: float, below: b
     hit = np.nonzero(log10_values < limit if below else log10_values > limit)[0]
     if hit.size:
         return int(hit[0]) + 1
-    if not math.isfinite(per_layer) or (below and per_layer >= 0) or (not below and per_layer <= 0):
+    if not math.isfinite(per_layer) or abs(per_layer) < 1e-6:
+        return None
+    if (below and per_layer >= 0) or (not below and per_layer <= 0):
         return None
     last = log10_values[-1]
     steps = math.ceil((limit - last) / per_layer)

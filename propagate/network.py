@@ -39,7 +39,10 @@ from .errors import InputError
 from .rng import TRIAL_BLOCK, Stream, block_generator, draw
 from .schemes import InitSpec, LayerInit, sample_unit
 
-__all__ = ["Network", "EngineConfig", "TrialStats", "simulate", "estimate_memory"]
+__all__ = [
+    "Network", "EngineConfig", "TrialStats", "simulate", "estimate_memory", "batch_inputs",
+    "probe_vector", "layer_weights", "layer_biases",
+]
 
 _CACHE_TARGET_BYTES = 8 << 20  # activations of one chunk-layer (measured best: 8 MiB)
 _WEIGHT_KEEP_BYTES = 256 << 20
@@ -235,6 +238,52 @@ def _effective_batch(cfg: EngineConfig) -> int:
     return cfg.batch
 
 
+# ----------------------------------------------------------------------- the random network
+def batch_inputs(net: Network, cfg: EngineConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (batch, n0) float64 inputs every trial sees, and their (batch,) labels or None.
+
+    Gaussian inputs are drawn once from the seed and shared by all networks (like a data set):
+    predictions use their realised second moment, and every exact statement of THEORY.md holds
+    conditionally on the inputs. With data, a seeded subset of ``batch`` samples (or all).
+    """
+    batch = _effective_batch(cfg)
+    if cfg.data is None:
+        gen = block_generator(cfg.seed, Stream.INPUT, 0, 0)
+        return gen.standard_normal((batch, net.widths[0])), None
+    n = cfg.data.n_samples
+    if batch < n:
+        gen = block_generator(cfg.seed, Stream.DATA, 0, 0)
+        idx = np.sort(gen.permutation(n)[:batch])
+    else:
+        idx = np.arange(n)
+    labels = None
+    if cfg.data.labels is not None:
+        labels = cfg.data.labels[idx] % max(cfg.classes, 1)
+    return cfg.data.x[idx], labels
+
+
+def probe_vector(net: Network, cfg: EngineConfig) -> np.ndarray:
+    """The (batch, n_L) Gaussian probe g of the loss <g, h_L>, shared by all trials."""
+    gen = block_generator(cfg.seed, Stream.PROBE, 0, 0)
+    return gen.standard_normal((_effective_batch(cfg), net.widths[-1]))
+
+
+def layer_weights(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.ndarray:
+    """Unit-scale weights W_hat of ``layer`` (1-based) for trials t0..t1-1, float64.
+
+    Shape (t1 - t0, n_l, n_{l-1}); the weights are ``net.layer_inits[layer-1].std * W_hat``
+    (times the per-trial LSUV factor for the lsuv scheme).
+    """
+    li = net.layer_inits[layer - 1]
+    return draw(seed, Stream.WEIGHTS, layer, t0, t1, lambda g, k: sample_unit(li, g, k))
+
+
+def layer_biases(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.ndarray:
+    """Unit-scale biases b_hat (t1 - t0, 1, n_l); the biases are ``net.bias_std * b_hat``."""
+    width = net.widths[layer]
+    return draw(seed, Stream.BIAS, layer, t0, t1, lambda g, k: g.standard_normal((k, 1, width)))
+
+
 # ----------------------------------------------------------------------------------- engine
 class _Chunk:
     """Forward and backward pass of trials [t0, t1) through the whole stack."""
@@ -254,13 +303,11 @@ class _Chunk:
 
     # -- random draws ------------------------------------------------------------------------
     def _weights(self, layer: int, li: LayerInit) -> np.ndarray:
-        w = draw(self.cfg.seed, Stream.WEIGHTS, layer, self.t0, self.t1,
-                 lambda g, k: sample_unit(li, g, k))
+        w = layer_weights(self.net, self.cfg.seed, layer, self.t0, self.t1)
         return w.astype(self.dtype, copy=False)
 
     def _bias(self, layer: int, width: int) -> np.ndarray:
-        b = draw(self.cfg.seed, Stream.BIAS, layer, self.t0, self.t1,
-                 lambda g, k: g.standard_normal((k, 1, width)))
+        b = layer_biases(self.net, self.cfg.seed, layer, self.t0, self.t1)
         return b.astype(self.dtype, copy=False)
 
     def _buffer(self, which: int, width: int) -> np.ndarray:
@@ -495,23 +542,8 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
             f"this run needs about {need['total'] / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
             f"is available; use fewer trials (about {fit}), a smaller --batch or narrower layers"
         )
-    labels = None
-    if cfg.data is None:
-        inputs = block_generator(cfg.seed, Stream.INPUT, 0, 0).standard_normal(
-            (batch, net.widths[0]))
-    else:
-        n = cfg.data.n_samples
-        if batch < n:
-            gen = np.random.Generator(
-                np.random.SFC64(np.random.SeedSequence(cfg.seed, spawn_key=(Stream.DATA,)))
-            )
-            idx = np.sort(gen.permutation(n)[:batch])
-        else:
-            idx = np.arange(n)
-        inputs = cfg.data.x[idx]
-        if cfg.data.labels is not None:
-            labels = cfg.data.labels[idx] % max(cfg.classes, 1)
-    probe = block_generator(cfg.seed, Stream.PROBE, 0, 0).standard_normal((batch, net.widths[-1]))
+    inputs, labels = batch_inputs(net, cfg)
+    probe = probe_vector(net, cfg)
     k = _plan_chunks(net, cfg, batch)
     bounds = [(t, min(cfg.trials, t + k)) for t in range(0, cfg.trials, k)]
 

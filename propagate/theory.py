@@ -238,7 +238,7 @@ class _LayerLaw:
     def __init__(self, n: int):
         k = np.arange(1, n + 1, dtype=float)
         log_pmf = special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
-        keep = log_pmf >= log_pmf.max() - 70.0  # dropped mass < e^-60: exact in double
+        keep = log_pmf >= log_pmf.max() - 70.0  # dropped mass < n e^-70: nil in double
         self.k = k[keep]
         log_pmf = log_pmf[keep]
         self.log_p = log_pmf - special.logsumexp(log_pmf)  # conditioning on K >= 1
@@ -304,12 +304,14 @@ class _GridLaw:
         self.step, self.size = step, size
 
     def cdf_on_grid(self) -> np.ndarray:
+        """F at origin + j step, j = 0..N-1, by one inverse FFT of the integrated series."""
         spectrum = np.zeros(self.size // 2 + 1, dtype=complex)
         spectrum[1 : self.size // 2] = np.conj(self.coef / (-1j * self.t))
         series = self.size * np.fft.irfft(spectrum, self.size)
         return np.arange(self.size) / self.size + (series - series[0]) / self.period
 
     def cdf_pdf(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """F(x) and f(x) by direct summation of the series (exact between grid points)."""
         d = np.clip(x - self.origin, 0.0, self.period)
         phase = np.exp(-1j * d[:, None] * self.t[None, :])
         cdf = d / self.period + 2.0 / self.period * np.real(
@@ -319,6 +321,7 @@ class _GridLaw:
         return np.clip(cdf, 0.0, 1.0), pdf
 
     def quantile(self, probs: np.ndarray) -> np.ndarray:
+        """Bracket each probability on the grid, then refine to ~1e-13 relative."""
         grid = np.maximum.accumulate(self.cdf_on_grid())
         j = np.clip(np.searchsorted(grid, probs, side="right") - 1, 0, self.size - 2)
         lo = self.origin + j * self.step

@@ -507,6 +507,7 @@ def test_truncated_normal_facts():
     assert abs(truncnorm_mu4(1e-6) - 9 / 5) < 1e-12
     assert abs(truncnorm_mu4(1e-4 * (1 - 1e-9)) - truncnorm_mu4(1e-4)) < 1e-12
     assert abs(truncnorm_mu4(40.0) - 3.0) < 1e-12
+    assert rel(truncnorm_std(1e-4 * (1 - 1e-9)), truncnorm_std(1e-4)) < 1e-8
     u = stats.uniform(-1, 2)
     assert rel(UNIFORM_MU4, u.moment(4) / u.moment(2) ** 2) < 1e-14
 
