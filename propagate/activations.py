@@ -44,6 +44,26 @@ def gauss_hermite(order: int = 121) -> tuple[np.ndarray, np.ndarray]:
     return nodes, weights / math.sqrt(2.0 * math.pi)
 
 
+def _even_gaussian_mean(f, q: float) -> float:
+    """E f(sqrt(q) Z) for an even f, by adaptive quadrature split at the scale 1/sqrt(q).
+
+    Gauss-Hermite nodes miss tanh's transition once sqrt(q) >> 1 (the integrand then varies on
+    a scale 1/sqrt(q) near 0), so the half-line is split where it changes and integrated with
+    scipy's adaptive rule.
+    """
+    from scipy.integrate import quad
+
+    s = math.sqrt(q)
+
+    def integrand(z: float) -> float:
+        return float(f(s * z)) * math.exp(-0.5 * z * z)
+
+    edges = sorted({0.0, min(1.0 / s, 12.0), min(6.0 / s, 12.0), min(30.0 / s, 12.0), 12.0})
+    total = sum(quad(integrand, a, b, epsabs=0, epsrel=1e-12, limit=200)[0]
+                for a, b in zip(edges[:-1], edges[1:]) if b > a)
+    return 2.0 * total / math.sqrt(2.0 * math.pi)
+
+
 @dataclass(frozen=True)
 class Activation:
     """One activation function.
@@ -79,17 +99,17 @@ class Activation:
         """c_phi(q) = E[phi(sqrt(q) Z)^2] / q; (1 + a^2)/2 for rectifiers, quadrature for tanh."""
         if self.is_rectifier:
             return 0.5 * (1.0 + self.negative_slope**2)
-        if q <= 0.0:
-            return 1.0  # tanh(x) ~ x as q -> 0
-        x, w = gauss_hermite()
-        return float(np.sum(w * np.tanh(math.sqrt(q) * x) ** 2) / q)
+        if q <= 1e-12:
+            return 1.0 - 2.0 * q  # tanh(x)^2 = x^2 - 2x^4/3 + ..., E Z^4 = 3
+        return _even_gaussian_mean(lambda u: np.tanh(u) ** 2, q) / q
 
     def derivative_moment(self, q: float) -> float:
         """c'_phi(q) = E[phi'(sqrt(q) Z)^2]; (1 + a^2)/2 for rectifiers, quadrature for tanh."""
         if self.is_rectifier:
             return 0.5 * (1.0 + self.negative_slope**2)
-        x, w = gauss_hermite()
-        return float(np.sum(w * (1.0 - np.tanh(math.sqrt(max(q, 0.0)) * x) ** 2) ** 2))
+        if q <= 1e-12:
+            return 1.0 - 2.0 * q  # (1 - tanh^2)^2 = 1 - 2x^2 + ..., E Z^2 = 1
+        return _even_gaussian_mean(lambda u: (1.0 - np.tanh(u) ** 2) ** 2, q)
 
     def correlation_map(self, c: float, q: float = 1.0) -> float:
         """Correlation of phi(u), phi(v) (not mean-subtracted) for N(0, q) pairs with correlation c.
