@@ -68,11 +68,15 @@ def predictions(net: Network, cfg: EngineConfig, stats: TrialStats) -> dict[str,
     if net.init.scheme.kind == "lsuv":
         # data-dependent: predict with the realised (post-LSUV) variance, geometric mean
         weight_vars = np.exp(np.mean(stats.log_weight_var, axis=0))
-    log_g_top = float(log10_mean(stats.log_g[:, -1]) * LN10)
-    return theory.mean_field(
+    # the probe g ~ N(0, I) is drawn per network: E g_L = 1; a softmax head's g_L is measured
+    log_g_top = 0.0
+    if cfg.head == "softmax":
+        log_g_top = float(log10_mean(stats.log_g[:, -1]) * LN10)
+    pred = theory.mean_field(
         list(net.widths), list(weight_vars), net.activation,
         bias_var=net.bias_std**2, input_second_moment=m0, log_g_top=log_g_top,
     )
+    return pred
 
 
 def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tuple[list, dict]:

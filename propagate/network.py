@@ -41,7 +41,7 @@ from .schemes import InitSpec, LayerInit, sample_unit
 
 __all__ = [
     "Network", "EngineConfig", "TrialStats", "simulate", "estimate_memory", "batch_inputs",
-    "probe_vector", "layer_weights", "layer_biases",
+    "probe_vectors", "layer_weights", "layer_biases",
 ]
 
 _CACHE_TARGET_BYTES = 8 << 20  # activations of one chunk-layer (measured best: 8 MiB)
@@ -262,10 +262,15 @@ def batch_inputs(net: Network, cfg: EngineConfig) -> tuple[np.ndarray, np.ndarra
     return cfg.data.x[idx], labels
 
 
-def probe_vector(net: Network, cfg: EngineConfig) -> np.ndarray:
-    """The (batch, n_L) Gaussian probe g of the loss <g, h_L>, shared by all trials."""
-    gen = block_generator(cfg.seed, Stream.PROBE, 0, 0)
-    return gen.standard_normal((_effective_batch(cfg), net.widths[-1]))
+def probe_vectors(net: Network, cfg: EngineConfig, t0: int, t1: int) -> np.ndarray:
+    """The (t1 - t0, batch, n_L) Gaussian probes g of the loss <g, h_L>, one per network.
+
+    Unlike the inputs, the probe must be drawn afresh for every network: the backward mean
+    field is exact only on average over g (a fixed g leaves cross terms g_i g_j E[D_i w_i] .
+    E[D_j w_j] that do not vanish in narrow layers).
+    """
+    batch, width = _effective_batch(cfg), net.widths[-1]
+    return draw(cfg.seed, Stream.PROBE, 0, t0, t1, lambda g, k: g.standard_normal((k, batch, width)))
 
 
 def layer_weights(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.ndarray:
@@ -288,12 +293,11 @@ def layer_biases(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.nd
 class _Chunk:
     """Forward and backward pass of trials [t0, t1) through the whole stack."""
 
-    def __init__(self, net, cfg, batch, inputs, labels, probe, t0: int, t1: int):
+    def __init__(self, net, cfg, batch, inputs, labels, t0: int, t1: int):
         self.net, self.cfg, self.batch = net, cfg, batch
         self.t0, self.t1, self.k = t0, t1, t1 - t0
         self.dtype = np.dtype(cfg.dtype)
         self.inputs = inputs  # (batch, n0) inputs shared by all trials
-        self.probe = probe  # (batch, n_L) backward probe g shared by all trials
         self.labels = labels  # (batch,) class labels of the data, or None
         self.keep = cfg.keep_weights
         self.pack_masks = self.k * batch * sum(net.widths[1:]) > _BOOL_MASK_BYTES
@@ -444,7 +448,7 @@ class _Chunk:
             dh, log_gs, head = self._softmax_head(h, log_s, prev_ms)
         else:
             dh = self._buffer(cur, widths[-1])
-            dh[...] = self.probe.astype(dt)
+            dh[...] = probe_vectors(net, self.cfg, self.t0, self.t1)
             log_gs = np.zeros(k)
 
         # -- backward ---------------------------------------------------------------------
@@ -543,12 +547,11 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
             f"is available; use fewer trials (about {fit}), a smaller --batch or narrower layers"
         )
     inputs, labels = batch_inputs(net, cfg)
-    probe = probe_vector(net, cfg)
     k = _plan_chunks(net, cfg, batch)
     bounds = [(t, min(cfg.trials, t + k)) for t in range(0, cfg.trials, k)]
 
     def one(b):
-        return _Chunk(net, cfg, batch, inputs, labels, probe, *b).run()
+        return _Chunk(net, cfg, batch, inputs, labels, *b).run()
 
     workers = cfg.workers or min(2, os.cpu_count() or 1)
     workers = max(1, min(workers, len(bounds)))

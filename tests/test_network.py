@@ -33,7 +33,8 @@ def _oracle(net: Network, seed: int, batch: int, trial: int, x=None, perturb=Non
     widths, act = net.widths, net.activation
     if x is None:
         x = block_generator(seed, Stream.INPUT, 0, 0).standard_normal((batch, widths[0]))
-    g = block_generator(seed, Stream.PROBE, 0, 0).standard_normal((batch, widths[-1]))
+    g = draw(seed, Stream.PROBE, 0, trial, trial + 1,
+             lambda gen, k: gen.standard_normal((k, batch, widths[-1])))[0]
     ws, bs = [], []
     for l in range(1, net.depth + 1):
         li = net.layer_inits[l - 1]
