@@ -183,6 +183,17 @@ def run(
             "statistics may have lost digits for the smallest: rerun with --dtype float64"
         )
     if head == "softmax":
+        ratio = float(np.mean(stats.head["entropy"]) / math.log(classes))
+        if ratio < 0.5:
+            warnings.append(
+                f"the softmax is saturated at initialization: entropy {100 * ratio:.0f}% of "
+                "log K, mean max-probability "
+                f"{float(np.mean(stats.head['max_prob'])):.2f}; the logits are too large"
+            )
+        elif ratio > 0.999 and summary["verdict"] == "vanishing":
+            warnings.append(
+                "the softmax outputs are uniform: the logits have vanished with the signal"
+            )
         summary["head"] = {
             "classes": classes,
             "mean_max_prob": float(np.mean(stats.head["max_prob"])),

@@ -80,6 +80,14 @@ def _load_file(path: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise InputError(f"--data {path!r} is a directory; give a .npy or .npz file")
     labels = None
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise InputError(f"--data {path!r} cannot be read: {exc.strerror or exc}") from None
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        # np.load would treat anything else as a pickle: say what it really is
+        raise InputError(f"--data {path!r} is not a readable .npy/.npz file (no NumPy header)")
+    try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc).lower():

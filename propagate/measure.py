@@ -205,7 +205,7 @@ def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
         spread = (f"about 10^{np.median(wgrads):.1f}" if np.ptp(wgrads) < 2
                   else f"from 10^{wgrads.min():.1f} to 10^{wgrads.max():.1f}")
         words.append(
-            f"The input gradient is 10^{g_in:.1f} of the probe's, and the weight gradients "
+            f"The input gradient is 10^{g_in:.1f} of the output's, and the weight gradients "
             f"(squared norm per input) are {spread}."
         )
     if kind != "stable":
@@ -224,10 +224,11 @@ def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
         rule = f"std = sqrt(2/((1+a^2) fan_in)) with a = {act.negative_slope:g} (He)"
     else:
         rule = "std = sqrt(2/fan_in) (He)"
+    lead = "For comparison, the variance-preserving rule is" if kind == "stable" else "Fix:"
     if len(fans) == 1:
-        words.append(f"Fix: {rule} = {rec[0]:.4g} at fan-in {fans[0]} keeps it constant.")
+        words.append(f"{lead} {rule} = {rec[0]:.4g} at fan-in {fans[0]}.")
     else:
-        words.append(f"Fix: {rule}, per layer: "
+        words.append(f"{lead} {rule}, per layer: "
                      + ", ".join(f"{r:.3g}" for r in rec) + ".")
     return {
         "verdict": kind,

@@ -1,0 +1,207 @@
+"""The command line: help everywhere, JSON contract and round-trip, bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from propagate.cli import app, main
+from propagate.results import RunResult, load_result
+
+LAYER_FIELDS = (
+    "layer", "fan_in", "fan_out", "weight_var", "log10_q", "log10_q_pred", "log10_q_median",
+    "log10_q_p05", "log10_q_p95", "dead_fraction", "log10_grad", "log10_grad_pred",
+    "log10_wgrad", "log10_wgrad_pred",
+)
+
+
+def _cli(args, capsys):
+    """Run the console entry point in-process; (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def _command_names():
+    import typer
+
+    group = typer.main.get_command(app)
+    return sorted(group.commands)
+
+
+def test_every_command_has_help(capsys):
+    names = _command_names()
+    assert {"run", "schemes"} <= set(names)
+    for name in names:
+        code, out, _ = _cli([name, "--help"], capsys)
+        assert code == 0 and "Usage" in out and len(out.splitlines()) > 3, name
+    code, out, _ = _cli(["--help"], capsys)
+    assert code == 0 and all(name in out for name in names)
+
+
+def test_main_job_json_contract(capsys):
+    code, out, err = _cli(["run", "--depth", "30", "--fan-in", "64", "--scheme", "gauss",
+                           "--trials", "20", "--batch", "32", "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert set(data) >= {"config", "layers", "summary"}
+    cfg = data["config"]
+    assert cfg["scheme"] == "gauss" and cfg["seed"] == 0 and cfg["version"]
+    assert cfg["distribution"] == "normal" and len(cfg["weight_var"]) == 30
+    assert cfg["weight_var"][0] == pytest.approx(1e-4, rel=1e-12)
+    assert len(data["layers"]) == 30
+    for i, row in enumerate(data["layers"]):
+        assert row["layer"] == i + 1
+        for key in LAYER_FIELDS:
+            assert key in row and row[key] is not None, key
+    last = data["layers"][-1]
+    # predicted log10 q_30 = log10(64 * 1e-4) + 29 log10(32 * 1e-4) = -74.54, times the
+    # realised second moment m_0 of the input batch every network sees
+    expected = math.log10(64e-4) + 29 * math.log10(32e-4) + data["summary"]["log10_m0"]
+    assert abs(data["summary"]["log10_m0"]) < 0.05
+    assert last["log10_q_pred"] == pytest.approx(expected, abs=1e-9)
+    assert abs(last["log10_q"] - expected) < 0.5
+    summary = data["summary"]
+    assert summary["verdict"] == "vanishing"
+    assert summary["factor_per_layer"] == pytest.approx(32e-4, rel=1e-9)
+    assert summary["recommended_std"] == pytest.approx(math.sqrt(2 / 64), rel=1e-12)
+    assert summary["naive"]["float32"]["underflow_layer"] == 31
+
+
+def test_json_round_trips_and_files_are_written_atomically(tmp_path, capsys):
+    out_dir = tmp_path / "res"
+    csv_path = tmp_path / "table.csv"
+    code, out, err = _cli(["run", "--depth", "4", "--fan-in", "8", "--trials", "5", "--json",
+                           "--out", str(out_dir), "--csv", str(csv_path)], capsys)
+    assert code == 0, err
+    printed = json.loads(out)
+    loaded = load_result(str(out_dir / "results.json"))
+    assert json.loads(loaded.to_json()) == printed
+    assert RunResult.from_dict(printed).to_dict() == printed
+    rows = (out_dir / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("layer,fan_in,fan_out") and len(rows) == 5
+    assert csv_path.read_text() == (out_dir / "results.csv").read_text()
+    assert sorted(os.listdir(out_dir)) == ["results.csv", "results.json"]  # no temp files left
+
+
+def test_dead_networks_are_null_in_json_and_round_trip(capsys):
+    code, out, _ = _cli(["run", "--widths", "4,1,1,1,1,1,1,1,1", "--trials", "4", "--batch",
+                         "2", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["layers"][-1]["log10_q_median"] is None  # every network dead: exactly 0
+    restored = RunResult.from_dict(data)
+    assert restored.layers[-1]["log10_q_median"] == -math.inf
+
+
+def test_same_seed_same_numbers_and_api_matches_cli(capsys):
+    import propagate
+
+    args = ["run", "--depth", "5", "--fan-in", "16", "--trials", "9", "--seed", "4", "--json"]
+    first = json.loads(_cli(args, capsys)[1])
+    second = json.loads(_cli(args + ["--workers", "1"], capsys)[1])
+    assert first["layers"] == second["layers"]
+    api = propagate.run(depth=5, fan_in=16, trials=9, seed=4)
+    assert json.loads(api.to_json())["layers"] == first["layers"]
+    other = json.loads(_cli(args[:-3] + ["--seed", "5", "--json"], capsys)[1])
+    assert other["layers"] != first["layers"]
+
+
+BAD = [
+    (["--depth", "0"], "--depth"),
+    (["--depth", "-3"], "--depth"),
+    (["--depth", "abc"], "abc"),
+    (["--fan-in", "2.5"], "--fan-in"),
+    (["--widths", "8,0,8"], "--widths"),
+    (["--widths", "8"], "--widths"),
+    (["--widths", "8,x"], "'x'"),
+    (["--depth", "3", "--widths", "8,8"], "either"),
+    (["--scheme", "nope"], "he-normal"),
+    (["--scheme", "he-normal", "--mode", "fan_sideways"], "fan_in"),
+    (["--scheme", "he-normal", "--dist", "cauchy"], "uniform"),
+    (["--activation", "gelu"], "relu"),
+    (["--std", "nan"], "nan"),
+    (["--std", "inf"], "inf"),
+    (["--std", "-0.1"], "-0.1"),
+    (["--gain", "0"], "--gain"),
+    (["--activation", "leaky-relu", "--negative-slope", "-0.5"], "-0.5"),
+    (["--batch", "1", "--fan-in", "1", "--depth", "2"], "--batch"),
+    (["--trials", "0"], "--trials"),
+    (["--dtype", "float16"], "float32"),
+    (["--head", "sigmoid"], "softmax"),
+    (["--data", "/no/such/file.npy"], "no such file"),
+    (["--bogus-flag"], "bogus"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2(args, needle, capsys):
+    code, out, err = _cli(["run", *args], capsys)
+    assert code == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("propagate: error:") and needle in err
+
+
+def test_memory_estimate_refuses_before_allocating(capsys):
+    code, _, err = _cli(["run", "--depth", "2000", "--fan-in", "4096", "--batch", "65536",
+                         "--trials", "1000000"], capsys)
+    assert code == 2 and "fewer trials" in err and "GiB" in err
+
+
+def test_unwritable_out_folder_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    code, _, err = _cli(["run", "--depth", "2", "--fan-in", "4", "--trials", "2", "--out",
+                         str(blocker)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert blocker.read_text() == "keep me"
+
+
+def test_module_entry_point_and_no_traceback_in_a_subprocess(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "propagate", "run", "--depth", "3", "--fan-in",
+                         "8", "--trials", "3"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "layer" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "propagate", "run", "--depth", "-3"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_schemes_listing_names_the_traps(capsys):
+    code, out, _ = _cli(["schemes", "--json"], capsys)
+    assert code == 0
+    rows = json.loads(out)
+    names = {row["name"] for row in rows}
+    assert {"gauss", "torch", "lecun-normal", "xavier-uniform", "he-normal", "orthogonal",
+            "lsuv", "torch-trunc-normal", "he-truncnormal"} <= names
+    text = json.dumps(rows).lower()
+    assert "caffe" in text and "truncated" in text
+    code, out, _ = _cli(["schemes"], capsys)
+    assert code == 0 and "kaiming" in out.lower()
+
+
+def test_softmax_head_reports_saturation(capsys):
+    code, out, _ = _cli(["run", "--depth", "10", "--fan-in", "32", "--scheme", "gauss",
+                         "--head", "softmax", "--classes", "7", "--trials", "5", "--json"], capsys)
+    assert code == 0
+    head = json.loads(out)["summary"]["head"]
+    # gauss 0.01 leaves logits ~1e-13: the softmax is exactly uniform at init
+    assert head["mean_max_prob"] == pytest.approx(1 / 7, rel=1e-6)
+    assert head["entropy_over_log_classes"] == pytest.approx(1.0, abs=1e-6)
+    assert head["mean_loss"] == pytest.approx(math.log(7), rel=1e-6)
+
+
+def test_realised_weight_variance_is_reported(capsys):
+    code, out, _ = _cli(["run", "--depth", "3", "--fan-in", "100", "--scheme", "he-uniform",
+                         "--trials", "50", "--json"], capsys)
+    rows = json.loads(out)["layers"]
+    for row in rows:
+        assert row["weight_var"] == pytest.approx(0.02, rel=1e-12)
+        # 50 x 100 x 100 uniform entries: relative SE of the sample variance sqrt(0.8/5e5)
+        assert abs(row["weight_var_realised"] / 0.02 - 1) < 4 * np.sqrt(0.8 / 5e5)
