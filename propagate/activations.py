@@ -59,8 +59,11 @@ def _even_gaussian_mean(f, q: float) -> float:
         return float(f(s * z)) * math.exp(-0.5 * z * z)
 
     edges = sorted({0.0, min(1.0 / s, 12.0), min(6.0 / s, 12.0), min(30.0 / s, 12.0), 12.0})
-    total = sum(quad(integrand, a, b, epsabs=0, epsrel=1e-12, limit=200)[0]
-                for a, b in zip(edges[:-1], edges[1:]) if b > a)
+    total = sum(
+        quad(integrand, a, b, epsabs=0, epsrel=1e-12, limit=200)[0]
+        for a, b in zip(edges[:-1], edges[1:])
+        if b > a
+    )
     return 2.0 * total / math.sqrt(2.0 * math.pi)
 
 

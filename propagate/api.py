@@ -32,15 +32,17 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     try:
         as_float = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{name} {value!r} is not a number; give a whole number >= {minimum}") \
-            from None
+        raise InputError(
+            f"{name} {value!r} is not a number; give a whole number >= {minimum}"
+        ) from None
     if not math.isfinite(as_float) or as_float != int(as_float) or int(as_float) < minimum:
         raise InputError(f"{name} {value!r} is not allowed; give a whole number >= {minimum}")
     return int(as_float)
 
 
-def check_finite(name: str, value: float | None, *, positive: bool = False,
-                 nonnegative: bool = False) -> float | None:
+def check_finite(
+    name: str, value: float | None, *, positive: bool = False, nonnegative: bool = False
+) -> float | None:
     """Finite float (optionally > 0 or >= 0), else a one-line InputError naming ``name``."""
     if value is None:
         return None
@@ -69,8 +71,18 @@ def parse_widths(text: str | Sequence[int]) -> tuple[int, ...]:
 
 
 def build_network(
-    *, depth=None, fan_in=None, widths=None, scheme="he-normal", activation="relu",
-    negative_slope=None, bias_std=0.0, dist=None, gain=None, mode=None, std=None,
+    *,
+    depth=None,
+    fan_in=None,
+    widths=None,
+    scheme="he-normal",
+    activation="relu",
+    negative_slope=None,
+    bias_std=0.0,
+    dist=None,
+    gain=None,
+    mode=None,
+    std=None,
     trunc_bounds=None,
 ) -> Network:
     """Validate architecture and init arguments and build the :class:`Network`."""
@@ -82,19 +94,23 @@ def build_network(
         depth = check_positive_int("--depth", 30 if depth is None else depth)
         fan_in = check_positive_int("--fan-in", 64 if fan_in is None else fan_in)
         widths = (fan_in,) * (depth + 1)
-    act = make_activation(activation, check_finite("--negative-slope", negative_slope,
-                                                   nonnegative=True))
+    act = make_activation(
+        activation, check_finite("--negative-slope", negative_slope, nonnegative=True)
+    )
     bias_std = check_finite("--bias-std", bias_std, nonnegative=True) or 0.0
     gain = check_finite("--gain", gain, positive=True)
     std = check_finite("--std", std, positive=True)
     if trunc_bounds is not None:
         a, b = (check_finite("--trunc-bounds", v) for v in trunc_bounds)
         if not a < b:
-            raise InputError(f"--trunc-bounds {a},{b} is not allowed; the lower bound must be "
-                             "below the upper one")
+            raise InputError(
+                f"--trunc-bounds {a},{b} is not allowed; the lower bound must be "
+                "below the upper one"
+            )
         trunc_bounds = (a, b)
-    spec = resolve_scheme(scheme, activation=act, dist=dist, gain=gain, mode=mode, std=std,
-                          trunc_bounds=trunc_bounds)
+    spec = resolve_scheme(
+        scheme, activation=act, dist=dist, gain=gain, mode=mode, std=std, trunc_bounds=trunc_bounds
+    )
     return Network(widths=widths, activation=act, init=spec, bias_std=bias_std)
 
 
@@ -105,13 +121,29 @@ def _init_config(net: Network) -> dict:
 
 
 def run(
-    *, depth: int | None = None, fan_in: int | None = None, widths=None,
-    scheme: str = "he-normal", activation: str = "relu", negative_slope: float | None = None,
-    bias_std: float = 0.0, dist: str | None = None, gain: float | None = None,
-    mode: str | None = None, std: float | None = None, trunc_bounds=None,
-    batch: int = 256, trials: int = 100, seed: int = 0, dtype: str = "float32",
-    data: str | Dataset | None = None, standardize: bool = True, head: str = "probe",
-    classes: int | None = None, workers: int | None = None, chunk_trials: int | None = None,
+    *,
+    depth: int | None = None,
+    fan_in: int | None = None,
+    widths=None,
+    scheme: str = "he-normal",
+    activation: str = "relu",
+    negative_slope: float | None = None,
+    bias_std: float = 0.0,
+    dist: str | None = None,
+    gain: float | None = None,
+    mode: str | None = None,
+    std: float | None = None,
+    trunc_bounds=None,
+    batch: int = 256,
+    trials: int = 100,
+    seed: int = 0,
+    dtype: str = "float32",
+    data: str | Dataset | None = None,
+    standardize: bool = True,
+    head: str = "probe",
+    classes: int | None = None,
+    workers: int | None = None,
+    chunk_trials: int | None = None,
 ) -> RunResult:
     """Push ``trials`` independent networks forward and backward; measured beside predicted.
 
@@ -135,9 +167,18 @@ def run(
     from . import __version__
 
     net = build_network(
-        depth=depth, fan_in=fan_in, widths=widths, scheme=scheme, activation=activation,
-        negative_slope=negative_slope, bias_std=bias_std, dist=dist, gain=gain, mode=mode,
-        std=std, trunc_bounds=trunc_bounds,
+        depth=depth,
+        fan_in=fan_in,
+        widths=widths,
+        scheme=scheme,
+        activation=activation,
+        negative_slope=negative_slope,
+        bias_std=bias_std,
+        dist=dist,
+        gain=gain,
+        mode=mode,
+        std=std,
+        trunc_bounds=trunc_bounds,
     )
     batch = check_positive_int("--batch", batch)
     trials = check_positive_int("--trials", trials)
@@ -168,8 +209,15 @@ def run(
             "a variance needs at least 2: raise --batch"
         )
     cfg = EngineConfig(
-        batch=batch, trials=trials, seed=seed, dtype=DTYPES[dtype], data=dataset, head=head,
-        classes=classes, workers=workers, chunk_trials=chunk_trials,
+        batch=batch,
+        trials=trials,
+        seed=seed,
+        dtype=DTYPES[dtype],
+        data=dataset,
+        head=head,
+        classes=classes,
+        workers=workers,
+        chunk_trials=chunk_trials,
     )
     stats = simulate(net, cfg)
     layers, extras = summarize_layers(net, cfg, stats)

@@ -8,13 +8,37 @@ from __future__ import annotations
 
 import os
 import sys
+
 import typer
 
 from .cli_options import (
-    Activation, AllLayers, Batch, BiasStd, Classes, Csv, Data, Depth, Dist, DType, FanIn, Gain,
-    Head, Json, Mode, NoStd, Out, Scheme, Seed, Slope, Std, Trials, TruncBounds, Widths,
+    Activation,
+    AllLayers,
+    Batch,
+    BiasStd,
+    Classes,
+    Csv,
+    Data,
+    Depth,
+    Dist,
+    DType,
+    FanIn,
+    Gain,
+    Head,
+    Json,
+    Mode,
+    NoStd,
+    Out,
+    Scheme,
+    Seed,
+    Slope,
+    Std,
+    Trials,
+    TruncBounds,
+    Widths,
     Workers,
-    fail, parse_trunc_bounds,
+    fail,
+    parse_trunc_bounds,
 )
 from .errors import InputError
 
@@ -26,17 +50,34 @@ app = typer.Typer(
     help="Signal propagation in deep ReLU networks at initialization: measured beside theory.",
 )
 
+
 @app.command()
 def run(
-    depth: Depth = None, fan_in: FanIn = None, widths: Widths = None,
-    scheme: Scheme = "he-normal", activation: Activation = "relu", negative_slope: Slope = None,
-    bias_std: BiasStd = "0", dist: Dist = None, gain: Gain = None, mode: Mode = None,
+    depth: Depth = None,
+    fan_in: FanIn = None,
+    widths: Widths = None,
+    scheme: Scheme = "he-normal",
+    activation: Activation = "relu",
+    negative_slope: Slope = None,
+    bias_std: BiasStd = "0",
+    dist: Dist = None,
+    gain: Gain = None,
+    mode: Mode = None,
     std: Std = None,
     trunc_bounds: TruncBounds = None,
-    batch: Batch = "256", trials: Trials = "100", seed: Seed = "0", dtype: DType = "float32",
-    data: Data = None, no_standardize: NoStd = False, head: Head = "probe",
-    classes: Classes = None, json_out: Json = False, csv: Csv = None, out: Out = None,
-    workers: Workers = None, all_layers: AllLayers = False,
+    batch: Batch = "256",
+    trials: Trials = "100",
+    seed: Seed = "0",
+    dtype: DType = "float32",
+    data: Data = None,
+    no_standardize: NoStd = False,
+    head: Head = "probe",
+    classes: Classes = None,
+    json_out: Json = False,
+    csv: Csv = None,
+    out: Out = None,
+    workers: Workers = None,
+    all_layers: AllLayers = False,
 ) -> None:
     """Push many independent networks forward and backward; per-layer statistics beside theory.
 
@@ -47,10 +88,26 @@ def run(
 
     try:
         result = run_api(
-            depth=depth, fan_in=fan_in, widths=widths, scheme=scheme, activation=activation,
-            negative_slope=negative_slope, bias_std=bias_std, dist=dist, gain=gain, mode=mode,
-            std=std, trunc_bounds=parse_trunc_bounds(trunc_bounds), batch=batch, trials=trials, seed=seed,
-            dtype=dtype, data=data, standardize=not no_standardize, head=head, classes=classes,
+            depth=depth,
+            fan_in=fan_in,
+            widths=widths,
+            scheme=scheme,
+            activation=activation,
+            negative_slope=negative_slope,
+            bias_std=bias_std,
+            dist=dist,
+            gain=gain,
+            mode=mode,
+            std=std,
+            trunc_bounds=parse_trunc_bounds(trunc_bounds),
+            batch=batch,
+            trials=trials,
+            seed=seed,
+            dtype=dtype,
+            data=data,
+            standardize=not no_standardize,
+            head=head,
+            classes=classes,
             workers=workers,
         )
         _write_outputs(result, csv, out)

@@ -9,52 +9,94 @@ import typer
 from .errors import InputError
 
 # Numbers are taken as text and validated by the library, so an error names the bad value.
-Depth = Annotated[str | None, typer.Option(
-    "--depth", metavar="INT", help="Number of layers L (default 30).")]
-FanIn = Annotated[str | None, typer.Option(
-    "--fan-in", metavar="INT", help="Constant width n (default 64).")]
-Widths = Annotated[str | None, typer.Option(
-    "--widths", metavar="N0,N1,...", help="Comma-separated widths n0,n1,...,nL (n0 = input).")]
-Scheme = Annotated[str, typer.Option(
-    "--scheme", help="Init scheme or framework alias; `propagate schemes` lists them.")]
-Activation = Annotated[str, typer.Option(
-    "--activation", help="relu, leaky-relu, linear or tanh.")]
-Slope = Annotated[str | None, typer.Option(
-    "--negative-slope", metavar="A", help="Leaky ReLU slope a (default 0.01).")]
-BiasStd = Annotated[str, typer.Option(
-    "--bias-std", metavar="S", help="Std of N(0, s^2) biases (default 0: none).")]
-Dist = Annotated[str | None, typer.Option(
-    "--dist", help="Override the law: normal, uniform or truncnormal (Keras/JAX: cut at +-2 "
-    "std, corrected).")]
-Gain = Annotated[str | None, typer.Option(
-    "--gain", metavar="G", help="Override the gain (variance scale = gain^2); default follows "
-    "the activation.")]
+Depth = Annotated[
+    str | None, typer.Option("--depth", metavar="INT", help="Number of layers L (default 30).")
+]
+FanIn = Annotated[
+    str | None, typer.Option("--fan-in", metavar="INT", help="Constant width n (default 64).")
+]
+Widths = Annotated[
+    str | None,
+    typer.Option(
+        "--widths", metavar="N0,N1,...", help="Comma-separated widths n0,n1,...,nL (n0 = input)."
+    ),
+]
+Scheme = Annotated[
+    str,
+    typer.Option(
+        "--scheme", help="Init scheme or framework alias; `propagate schemes` lists them."
+    ),
+]
+Activation = Annotated[str, typer.Option("--activation", help="relu, leaky-relu, linear or tanh.")]
+Slope = Annotated[
+    str | None,
+    typer.Option("--negative-slope", metavar="A", help="Leaky ReLU slope a (default 0.01)."),
+]
+BiasStd = Annotated[
+    str, typer.Option("--bias-std", metavar="S", help="Std of N(0, s^2) biases (default 0: none).")
+]
+Dist = Annotated[
+    str | None,
+    typer.Option(
+        "--dist",
+        help="Override the law: normal, uniform or truncnormal (Keras/JAX: cut at +-2 "
+        "std, corrected).",
+    ),
+]
+Gain = Annotated[
+    str | None,
+    typer.Option(
+        "--gain",
+        metavar="G",
+        help="Override the gain (variance scale = gain^2); default follows the activation.",
+    ),
+]
 Mode = Annotated[str | None, typer.Option("--mode", help="fan_in, fan_out or fan_avg.")]
-Std = Annotated[str | None, typer.Option(
-    "--std", metavar="SIGMA", help="Fixed per-entry std (gauss: default 0.01; "
-    "torch-trunc-normal: pre-cut std).")]
+Std = Annotated[
+    str | None,
+    typer.Option(
+        "--std",
+        metavar="SIGMA",
+        help="Fixed per-entry std (gauss: default 0.01; torch-trunc-normal: pre-cut std).",
+    ),
+]
 Batch = Annotated[str, typer.Option("--batch", metavar="INT", help="Inputs per network.")]
 Trials = Annotated[str, typer.Option("--trials", metavar="INT", help="Independent networks.")]
 Seed = Annotated[str, typer.Option("--seed", metavar="INT", help="Root of all randomness.")]
 DType = Annotated[str, typer.Option("--dtype", help="float32 (default) or float64.")]
-Data = Annotated[str | None, typer.Option(
-    "--data", help="'digits' (needs the [data] extra) or a .npy/.npz of (samples, features).")]
-NoStd = Annotated[bool, typer.Option(
-    "--no-standardize", help="Keep the data's raw feature scale.")]
+Data = Annotated[
+    str | None,
+    typer.Option(
+        "--data", help="'digits' (needs the [data] extra) or a .npy/.npz of (samples, features)."
+    ),
+]
+NoStd = Annotated[bool, typer.Option("--no-standardize", help="Keep the data's raw feature scale.")]
 Head = Annotated[str, typer.Option("--head", help="probe (random Gaussian) or softmax.")]
-Classes = Annotated[str | None, typer.Option(
-    "--classes", metavar="INT", help="Classes of the softmax head (default 10, or the data's).")]
+Classes = Annotated[
+    str | None,
+    typer.Option(
+        "--classes", metavar="INT", help="Classes of the softmax head (default 10, or the data's)."
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 Csv = Annotated[str | None, typer.Option("--csv", help="Write the per-layer table as CSV.")]
-Out = Annotated[str | None, typer.Option(
-    "--out", help="Folder for results.json and results.csv (written atomically).")]
-Workers = Annotated[str | None, typer.Option(
-    "--workers", metavar="INT", help="Threads over trial chunks (results do not depend on it).")]
+Out = Annotated[
+    str | None,
+    typer.Option("--out", help="Folder for results.json and results.csv (written atomically)."),
+]
+Workers = Annotated[
+    str | None,
+    typer.Option(
+        "--workers", metavar="INT", help="Threads over trial chunks (results do not depend on it)."
+    ),
+]
 AllLayers = Annotated[bool, typer.Option("--all-layers", help="Show every layer in the table.")]
 
 
-TruncBounds = Annotated[str | None, typer.Option(
-    "--trunc-bounds", help="torch-trunc-normal absolute cut-offs a,b (default -2,2).")]
+TruncBounds = Annotated[
+    str | None,
+    typer.Option("--trunc-bounds", help="torch-trunc-normal absolute cut-offs a,b (default -2,2)."),
+]
 
 
 def fail(message: str) -> None:

@@ -73,8 +73,12 @@ def predictions(net: Network, cfg: EngineConfig, stats: TrialStats) -> dict[str,
     if cfg.head == "softmax":
         log_g_top = float(log10_mean(stats.log_g[:, -1]) * LN10)
     pred = theory.mean_field(
-        list(net.widths), list(weight_vars), net.activation,
-        bias_var=net.bias_std**2, input_second_moment=m0, log_g_top=log_g_top,
+        list(net.widths),
+        list(weight_vars),
+        net.activation,
+        bias_var=net.bias_std**2,
+        input_second_moment=m0,
+        log_g_top=log_g_top,
     )
     return pred
 
@@ -90,9 +94,7 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
     q_rse = _relative_se(stats.log_q)
     g_mean = log10_mean(stats.log_g)
     g_med, _, _ = _band(stats.log_g)
-    p_dead_pred = (
-        theory.p_dead(list(net.widths)) if exact_backward else np.zeros(net.depth)
-    )
+    p_dead_pred = theory.p_dead(list(net.widths)) if exact_backward else np.zeros(net.depth)
     layers = []
     for i in range(net.depth):
         li = net.layer_inits[i]
@@ -191,7 +193,8 @@ def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
     if kind == "stable":
         words.append(
             f"the pre-activation second moment changes by a factor {factor:.4g} per layer "
-            f"(10^{total_change:+.2f} over {depth} layers; measured 10^{q_meas[-1] - q_meas[0]:+.2f})."
+            f"(10^{total_change:+.2f} over {depth} layers; "
+            f"measured 10^{q_meas[-1] - q_meas[0]:+.2f})."
         )
     else:
         words.append(
@@ -202,8 +205,11 @@ def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
     wgrads = np.array([row["log10_wgrad"] for row in layers])
     g_in = gradient_in - layers[-1]["log10_grad"]
     if np.all(np.isfinite(wgrads)):
-        spread = (f"about 10^{np.median(wgrads):.1f}" if np.ptp(wgrads) < 2
-                  else f"from 10^{wgrads.min():.1f} to 10^{wgrads.max():.1f}")
+        spread = (
+            f"about 10^{np.median(wgrads):.1f}"
+            if np.ptp(wgrads) < 2
+            else f"from 10^{wgrads.min():.1f} to 10^{wgrads.max():.1f}"
+        )
         words.append(
             f"The input gradient is 10^{g_in:.1f} of the output's, and the weight gradients "
             f"(squared norm per input) are {spread}."
@@ -228,8 +234,7 @@ def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
     if len(fans) == 1:
         words.append(f"{lead} {rule} = {rec[0]:.4g} at fan-in {fans[0]}.")
     else:
-        words.append(f"{lead} {rule}, per layer: "
-                     + ", ".join(f"{r:.3g}" for r in rec) + ".")
+        words.append(f"{lead} {rule}, per layer: " + ", ".join(f"{r:.3g}" for r in rec) + ".")
     return {
         "verdict": kind,
         "factor_per_layer": float(factor),

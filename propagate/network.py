@@ -40,13 +40,20 @@ from .rng import TRIAL_BLOCK, Stream, block_generator, draw
 from .schemes import InitSpec, LayerInit, sample_unit
 
 __all__ = [
-    "Network", "EngineConfig", "TrialStats", "simulate", "estimate_memory", "batch_inputs",
-    "probe_vectors", "layer_weights", "layer_biases",
+    "Network",
+    "EngineConfig",
+    "TrialStats",
+    "simulate",
+    "estimate_memory",
+    "batch_inputs",
+    "probe_vectors",
+    "layer_weights",
+    "layer_biases",
 ]
 
 _CACHE_TARGET_BYTES = 8 << 20  # activations of one chunk-layer (measured best: 8 MiB)
-_WEIGHT_KEEP_BYTES = 256 << 20
-_BOOL_MASK_BYTES = 64 << 20  # a chunk's ReLU masks as bytes up to this, bit-packed beyond  # keep a chunk's weights below this, else regenerate
+_WEIGHT_KEEP_BYTES = 256 << 20  # keep a chunk's weights below this, else regenerate them
+_BOOL_MASK_BYTES = 64 << 20  # a chunk's ReLU masks as bytes up to this, bit-packed beyond
 LSUV_TOLERANCE = 0.02  # |Var - 1| <= tol, as in Mishkin & Matas' Caffe code
 LSUV_MAX_ITER = 20
 
@@ -270,7 +277,9 @@ def probe_vectors(net: Network, cfg: EngineConfig, t0: int, t1: int) -> np.ndarr
     E[D_j w_j] that do not vanish in narrow layers).
     """
     batch, width = _effective_batch(cfg), net.widths[-1]
-    return draw(cfg.seed, Stream.PROBE, 0, t0, t1, lambda g, k: g.standard_normal((k, batch, width)))
+    return draw(
+        cfg.seed, Stream.PROBE, 0, t0, t1, lambda g, k: g.standard_normal((k, batch, width))
+    )
 
 
 def layer_weights(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.ndarray:
@@ -316,15 +325,28 @@ class _Chunk:
 
     def _buffer(self, which: int, width: int) -> np.ndarray:
         """(k, batch, width) view of one of two reused activation buffers (no page faults)."""
-        return self._buffers[which][: self.k * self.batch * width].reshape(self.k, self.batch, width)
+        return self._buffers[which][: self.k * self.batch * width].reshape(
+            self.k, self.batch, width
+        )
 
     def run(self) -> dict[str, np.ndarray]:
         net, k, batch, dt = self.net, self.k, self.batch, self.dtype
         depth, widths, act = net.depth, net.widths, net.activation
         out = {
-            name: np.zeros((k, depth)) for name in (
-                "log_q", "log_var", "log_m", "dead_units", "zero_fraction", "dead_inputs",
-                "log_d", "log_wgrad", "lsuv_log_factor", "lsuv_iterations", "log_weight_var")
+            name: np.zeros((k, depth))
+            for name in (
+                "log_q",
+                "log_var",
+                "log_m",
+                "dead_units",
+                "zero_fraction",
+                "dead_inputs",
+                "log_d",
+                "log_wgrad",
+                "lsuv_log_factor",
+                "lsuv_iterations",
+                "log_weight_var",
+            )
         }
         out["log_g"] = np.zeros((k, depth + 1))
         range_warning = False
@@ -363,12 +385,14 @@ class _Chunk:
             # estimated log rms of the weight term, then the pre-activation scale
             log_a = np.where(
                 alive,
-                log_s + log_sigma[:, l - 1] + 0.5 * _log(np.where(alive, prev_ms, 1.0))
+                log_s
+                + log_sigma[:, l - 1]
+                + 0.5 * _log(np.where(alive, prev_ms, 1.0))
                 + 0.5 * math.log(n_in * _unit_variance(li)),
                 -np.inf,
             )
             bias = self._bias(l, n_out) if net.bias_std > 0 else None
-            for it in range(LSUV_MAX_ITER if is_lsuv else 1):
+            for _ in range(LSUV_MAX_ITER if is_lsuv else 1):
                 if bias is None:
                     log_sz = np.where(alive, log_a, 0.0)
                     mult = np.where(alive, np.exp(log_s + log_sigma[:, l - 1] - log_sz), 0.0)
@@ -461,8 +485,11 @@ class _Chunk:
             if act.name == "tanh":
                 dh *= derivs[l - 1]
             elif packed is not None:
-                mask = (np.unpackbits(packed, axis=-1, count=n_out).view(bool)
-                        if self.pack_masks else packed)
+                mask = (
+                    np.unpackbits(packed, axis=-1, count=n_out).view(bool)
+                    if self.pack_masks
+                    else packed
+                )
                 if act.negative_slope == 0.0:
                     np.multiply(dh, mask, out=dh)
                 else:
@@ -502,8 +529,14 @@ class _Chunk:
         if self.labels is not None:
             labels = np.broadcast_to(self.labels, (k, batch))
         else:
-            labels = draw(cfg.seed, Stream.LABELS, 0, self.t0, self.t1,
-                          lambda g, kk: g.integers(0, classes, size=(kk, batch)))
+            labels = draw(
+                cfg.seed,
+                Stream.LABELS,
+                0,
+                self.t0,
+                self.t1,
+                lambda g, kk: g.integers(0, classes, size=(kk, batch)),
+            )
         onehot = np.zeros_like(p)
         np.put_along_axis(onehot, labels[..., None], 1.0, axis=2)
         with np.errstate(divide="ignore"):
@@ -571,10 +604,19 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
     if parts[0]["head"]:
         head = {key: np.concatenate([p["head"][key] for p in parts]) for key in parts[0]["head"]}
     return TrialStats(
-        log_q=cat("log_q"), log_var=cat("log_var"), log_m=cat("log_m"),
-        dead_units=cat("dead_units"), zero_fraction=cat("zero_fraction"),
-        dead_inputs=cat("dead_inputs"), log_g=cat("log_g"), log_d=cat("log_d"),
-        log_wgrad=cat("log_wgrad"), log_m0=cat("log_m0"), log_weight_var=cat("log_weight_var"),
-        lsuv_log_factor=cat("lsuv_log_factor"), lsuv_iterations=cat("lsuv_iterations"),
-        head=head, scale_range_warning=any(p["range_warning"] for p in parts),
+        log_q=cat("log_q"),
+        log_var=cat("log_var"),
+        log_m=cat("log_m"),
+        dead_units=cat("dead_units"),
+        zero_fraction=cat("zero_fraction"),
+        dead_inputs=cat("dead_inputs"),
+        log_g=cat("log_g"),
+        log_d=cat("log_d"),
+        log_wgrad=cat("log_wgrad"),
+        log_m0=cat("log_m0"),
+        log_weight_var=cat("log_weight_var"),
+        lsuv_log_factor=cat("lsuv_log_factor"),
+        lsuv_iterations=cat("lsuv_iterations"),
+        head=head,
+        scale_range_warning=any(p["range_warning"] for p in parts),
     )

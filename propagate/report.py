@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from rich.console import Console
 from rich.table import Table
 
@@ -45,12 +44,15 @@ def _console() -> Console:
 
 
 def print_run(result, *, all_layers: bool = False, console: Console | None = None) -> None:
-    """Config line, per-layer table (measured, predicted, ratio, band, dead %, gradients), verdict."""
+    """Config line, per-layer table (measured, predicted, band, dead %, gradients), verdict."""
     console = console or _console()
     cfg, layers, summary = result.config, result.layers, result.summary
     widths = cfg["widths"]
-    arch = (f"depth {cfg['depth']}, width {widths[1]}" if len(set(widths)) == 1
-            else "widths " + ",".join(map(str, widths)))
+    arch = (
+        f"depth {cfg['depth']}, width {widths[1]}"
+        if len(set(widths)) == 1
+        else "widths " + ",".join(map(str, widths))
+    )
     data = cfg["data"] or "x ~ N(0, I)"
     console.print(
         f"[bold]propagate run[/bold]: {arch}, {cfg['activation']}, scheme {cfg['scheme']} "
@@ -60,8 +62,10 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
     variances = {row["weight_var"] for row in layers}
     if len(variances) == 1:
         realised = np.mean([row["weight_var_realised"] for row in layers])
-        console.print(f"weight variance per entry: {layers[0]['weight_var']:.4g} nominal, "
-                      f"{realised:.4g} realised (mean over layers and networks)")
+        console.print(
+            f"weight variance per entry: {layers[0]['weight_var']:.4g} nominal, "
+            f"{realised:.4g} realised (mean over layers and networks)"
+        )
     table = Table(
         caption="log10 values. q: pre-activation second moment per unit (mean over networks); "
         "pred: mean-field prediction; ratio: measured/predicted; 5-95%: spread over networks; "
@@ -69,9 +73,18 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
         "wgrad: ||dloss/dW_l||^2 per input",
         caption_justify="left",
     )
-    columns = [("layer", "right"), ("q", "right"), ("pred", "right"), ("ratio", "right"),
-               ("q 5-95%", "center"), ("dead%", "right"), ("grad", "right"), ("pred", "right"),
-               ("wgrad", "right"), ("pred", "right")]
+    columns = [
+        ("layer", "right"),
+        ("q", "right"),
+        ("pred", "right"),
+        ("ratio", "right"),
+        ("q 5-95%", "center"),
+        ("dead%", "right"),
+        ("grad", "right"),
+        ("pred", "right"),
+        ("wgrad", "right"),
+        ("pred", "right"),
+    ]
     if len(variances) > 1:
         columns.insert(1, ("Var W", "right"))
     for name, justify in columns:
@@ -105,7 +118,8 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
     if "head" in summary:
         h = summary["head"]
         console.print(
-            f"softmax head ({h['classes']} classes): mean max-probability {h['mean_max_prob']:.3f}, "
+            f"softmax head ({h['classes']} classes): "
+            f"mean max-probability {h['mean_max_prob']:.3f}, "
             f"entropy {h['mean_entropy']:.3f} of log K = {h['log_classes']:.3f} "
             f"({100 * h['entropy_over_log_classes']:.0f}%), mean loss {h['mean_loss']:.3f}"
         )
@@ -128,7 +142,10 @@ def print_schemes(rows: list[dict], console: Console | None = None) -> None:
         aliases = ", ".join(row.get("aliases", ()))
         table.add_row(
             f"[bold]{row['name']}[/bold]" + (f"\n({aliases})" if aliases else ""),
-            str(row.get("law", "")), str(row.get("variance", "")),
-            str(row.get("bound_or_std", "")), str(row.get("relu_factor", "")), names,
+            str(row.get("law", "")),
+            str(row.get("variance", "")),
+            str(row.get("bound_or_std", "")),
+            str(row.get("relu_factor", "")),
+            names,
         )
     console.print(table)

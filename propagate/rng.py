@@ -47,9 +47,7 @@ def block_generator(seed: int, kind: int, layer: int, block: int) -> np.random.G
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
 
-def draw(
-    seed: int, kind: int, layer: int, start: int, stop: int, sampler: Sampler
-) -> np.ndarray:
+def draw(seed: int, kind: int, layer: int, start: int, stop: int, sampler: Sampler) -> np.ndarray:
     """Values for trials ``start..stop-1`` of one stream, stacked on a leading trials axis.
 
     Args:

@@ -58,8 +58,12 @@ def test_mean_field_is_exact_for_every_scheme(scheme, activation, slope):
 @pytest.mark.parametrize("bias_std", [0.3, 1.0])
 def test_mean_field_with_bias(bias_std):
     act = make_activation("relu")
-    net = Network(widths=(64,) * 6, activation=act,
-                  init=resolve_scheme("torch", activation=act), bias_std=bias_std)
+    net = Network(
+        widths=(64,) * 6,
+        activation=act,
+        init=resolve_scheme("torch", activation=act),
+        bias_std=bias_std,
+    )
     cfg = EngineConfig(batch=16, trials=400, seed=5, dtype=np.float64)
     stats = simulate(net, cfg)
     pred = _predict(net, stats, cfg)
@@ -71,8 +75,9 @@ def test_mean_field_with_bias(bias_std):
 def test_narrow_relu_backward_needs_the_survival_factor():
     """Width 3: dead layers zero every derivative above them (THEORY.md section 1)."""
     act = make_activation("relu")
-    net = Network(widths=(4, 3, 3, 3, 3), activation=act,
-                  init=resolve_scheme("he-normal", activation=act))
+    net = Network(
+        widths=(4, 3, 3, 3, 3), activation=act, init=resolve_scheme("he-normal", activation=act)
+    )
     cfg = EngineConfig(batch=1, trials=20000, seed=2, dtype=np.float64)
     stats = simulate(net, cfg)
     pred = _predict(net, stats, cfg)

@@ -15,9 +15,20 @@ from propagate.cli import app, main
 from propagate.results import RunResult, load_result
 
 LAYER_FIELDS = (
-    "layer", "fan_in", "fan_out", "weight_var", "log10_q", "log10_q_pred", "log10_q_median",
-    "log10_q_p05", "log10_q_p95", "dead_fraction", "log10_grad", "log10_grad_pred",
-    "log10_wgrad", "log10_wgrad_pred",
+    "layer",
+    "fan_in",
+    "fan_out",
+    "weight_var",
+    "log10_q",
+    "log10_q_pred",
+    "log10_q_median",
+    "log10_q_p05",
+    "log10_q_p95",
+    "dead_fraction",
+    "log10_grad",
+    "log10_grad_pred",
+    "log10_wgrad",
+    "log10_wgrad_pred",
 )
 
 
@@ -47,8 +58,23 @@ def test_every_command_has_help(capsys):
 
 
 def test_main_job_json_contract(capsys):
-    code, out, err = _cli(["run", "--depth", "30", "--fan-in", "64", "--scheme", "gauss",
-                           "--trials", "20", "--batch", "32", "--json"], capsys)
+    code, out, err = _cli(
+        [
+            "run",
+            "--depth",
+            "30",
+            "--fan-in",
+            "64",
+            "--scheme",
+            "gauss",
+            "--trials",
+            "20",
+            "--batch",
+            "32",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     data = json.loads(out)
     assert set(data) >= {"config", "layers", "summary"}
@@ -78,8 +104,23 @@ def test_main_job_json_contract(capsys):
 def test_json_round_trips_and_files_are_written_atomically(tmp_path, capsys):
     out_dir = tmp_path / "res"
     csv_path = tmp_path / "table.csv"
-    code, out, err = _cli(["run", "--depth", "4", "--fan-in", "8", "--trials", "5", "--json",
-                           "--out", str(out_dir), "--csv", str(csv_path)], capsys)
+    code, out, err = _cli(
+        [
+            "run",
+            "--depth",
+            "4",
+            "--fan-in",
+            "8",
+            "--trials",
+            "5",
+            "--json",
+            "--out",
+            str(out_dir),
+            "--csv",
+            str(csv_path),
+        ],
+        capsys,
+    )
     assert code == 0, err
     printed = json.loads(out)
     loaded = load_result(str(out_dir / "results.json"))
@@ -92,8 +133,9 @@ def test_json_round_trips_and_files_are_written_atomically(tmp_path, capsys):
 
 
 def test_dead_networks_are_null_in_json_and_round_trip(capsys):
-    code, out, _ = _cli(["run", "--widths", "4,1,1,1,1,1,1,1,1", "--trials", "4", "--batch",
-                         "2", "--json"], capsys)
+    code, out, _ = _cli(
+        ["run", "--widths", "4,1,1,1,1,1,1,1,1", "--trials", "4", "--batch", "2", "--json"], capsys
+    )
     assert code == 0
     data = json.loads(out)
     assert data["layers"][-1]["log10_q_median"] is None  # every network dead: exactly 0
@@ -150,26 +192,44 @@ def test_bad_input_is_one_line_exit_2(args, needle, capsys):
 
 
 def test_memory_estimate_refuses_before_allocating(capsys):
-    code, _, err = _cli(["run", "--depth", "2000", "--fan-in", "4096", "--batch", "65536",
-                         "--trials", "1000000"], capsys)
+    code, _, err = _cli(
+        ["run", "--depth", "2000", "--fan-in", "4096", "--batch", "65536", "--trials", "1000000"],
+        capsys,
+    )
     assert code == 2 and "fewer trials" in err and "GiB" in err
 
 
 def test_unwritable_out_folder_is_one_line_and_leaves_nothing(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("keep me")
-    code, _, err = _cli(["run", "--depth", "2", "--fan-in", "4", "--trials", "2", "--out",
-                         str(blocker)], capsys)
+    code, _, err = _cli(
+        ["run", "--depth", "2", "--fan-in", "4", "--trials", "2", "--out", str(blocker)], capsys
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert blocker.read_text() == "keep me"
 
 
 def test_module_entry_point_and_no_traceback_in_a_subprocess(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "propagate", "run", "--depth", "3", "--fan-in",
-                         "8", "--trials", "3"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "propagate",
+            "run",
+            "--depth",
+            "3",
+            "--fan-in",
+            "8",
+            "--trials",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "layer" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "propagate", "run", "--depth", "-3"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "propagate", "run", "--depth", "-3"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
@@ -178,8 +238,17 @@ def test_schemes_listing_names_the_traps(capsys):
     assert code == 0
     rows = json.loads(out)
     names = {row["name"] for row in rows}
-    assert {"gauss", "torch", "lecun-normal", "xavier-uniform", "he-normal", "orthogonal",
-            "lsuv", "torch-trunc-normal", "he-truncnormal"} <= names
+    assert {
+        "gauss",
+        "torch",
+        "lecun-normal",
+        "xavier-uniform",
+        "he-normal",
+        "orthogonal",
+        "lsuv",
+        "torch-trunc-normal",
+        "he-truncnormal",
+    } <= names
     text = json.dumps(rows).lower()
     assert "caffe" in text and "truncated" in text
     code, out, _ = _cli(["schemes"], capsys)
@@ -187,8 +256,25 @@ def test_schemes_listing_names_the_traps(capsys):
 
 
 def test_softmax_head_reports_saturation(capsys):
-    code, out, _ = _cli(["run", "--depth", "10", "--fan-in", "32", "--scheme", "gauss",
-                         "--head", "softmax", "--classes", "7", "--trials", "5", "--json"], capsys)
+    code, out, _ = _cli(
+        [
+            "run",
+            "--depth",
+            "10",
+            "--fan-in",
+            "32",
+            "--scheme",
+            "gauss",
+            "--head",
+            "softmax",
+            "--classes",
+            "7",
+            "--trials",
+            "5",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0
     head = json.loads(out)["summary"]["head"]
     # gauss 0.01 leaves logits ~1e-13: the softmax is exactly uniform at init
@@ -198,8 +284,21 @@ def test_softmax_head_reports_saturation(capsys):
 
 
 def test_realised_weight_variance_is_reported(capsys):
-    code, out, _ = _cli(["run", "--depth", "3", "--fan-in", "100", "--scheme", "he-uniform",
-                         "--trials", "50", "--json"], capsys)
+    code, out, _ = _cli(
+        [
+            "run",
+            "--depth",
+            "3",
+            "--fan-in",
+            "100",
+            "--scheme",
+            "he-uniform",
+            "--trials",
+            "50",
+            "--json",
+        ],
+        capsys,
+    )
     rows = json.loads(out)["layers"]
     for row in rows:
         assert row["weight_var"] == pytest.approx(0.02, rel=1e-12)

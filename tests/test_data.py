@@ -42,8 +42,13 @@ def _bad_files(tmp_path):
     (tmp_path / "junk.npy").write_bytes(b"not numpy at all")
     np.savez(tmp_path / "two.npz", a=np.zeros((2, 2)), b=np.zeros((2, 2)))
     return {
-        "obj.npy": "pickle", "nan.npy": "NaN", "str.npy": "numeric", "3d.npy": "2 dimensions",
-        "junk.npy": "not a readable", "two.npz": "which array", "missing.npy": "no such file",
+        "obj.npy": "pickle",
+        "nan.npy": "NaN",
+        "str.npy": "numeric",
+        "3d.npy": "2 dimensions",
+        "junk.npy": "not a readable",
+        "two.npz": "which array",
+        "missing.npy": "no such file",
     }
 
 
@@ -72,8 +77,24 @@ def test_wrong_width_names_both_widths(tmp_path, capsys):
 def test_digits_main_job(capsys):
     pytest.importorskip("sklearn")
     with pytest.raises(SystemExit) as info:
-        main(["run", "--depth", "30", "--fan-in", "64", "--scheme", "gauss", "--data", "digits",
-              "--trials", "10", "--batch", "5000", "--json"])
+        main(
+            [
+                "run",
+                "--depth",
+                "30",
+                "--fan-in",
+                "64",
+                "--scheme",
+                "gauss",
+                "--data",
+                "digits",
+                "--trials",
+                "10",
+                "--batch",
+                "5000",
+                "--json",
+            ]
+        )
     assert info.value.code == 0
     data = json.loads(capsys.readouterr().out)
     assert data["config"]["data"] == "digits" and data["config"]["batch"] == 1797

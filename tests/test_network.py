@@ -17,8 +17,12 @@ LN10 = math.log(10.0)
 
 def _net(widths, scheme="he-normal", activation="relu", slope=None, bias_std=0.0, **kw):
     act = make_activation(activation, slope)
-    return Network(widths=tuple(widths), activation=act,
-                   init=resolve_scheme(scheme, activation=act, **kw), bias_std=bias_std)
+    return Network(
+        widths=tuple(widths),
+        activation=act,
+        init=resolve_scheme(scheme, activation=act, **kw),
+        bias_std=bias_std,
+    )
 
 
 def _phi(act, z):
@@ -33,16 +37,30 @@ def _oracle(net: Network, seed: int, batch: int, trial: int, x=None, perturb=Non
     widths, act = net.widths, net.activation
     if x is None:
         x = block_generator(seed, Stream.INPUT, 0, 0).standard_normal((batch, widths[0]))
-    g = draw(seed, Stream.PROBE, 0, trial, trial + 1,
-             lambda gen, k: gen.standard_normal((k, batch, widths[-1])))[0]
+    g = draw(
+        seed,
+        Stream.PROBE,
+        0,
+        trial,
+        trial + 1,
+        lambda gen, k: gen.standard_normal((k, batch, widths[-1])),
+    )[0]
     ws, bs = [], []
     for l in range(1, net.depth + 1):
         li = net.layer_inits[l - 1]
-        w = draw(seed, Stream.WEIGHTS, l, trial, trial + 1, lambda gen, k: sample_unit(li, gen, k))
+        w = draw(
+            seed, Stream.WEIGHTS, l, trial, trial + 1, lambda gen, k, li=li: sample_unit(li, gen, k)
+        )
         ws.append(w[0] * li.std)
         if net.bias_std > 0:
-            b = draw(seed, Stream.BIAS, l, trial, trial + 1,
-                     lambda gen, k: gen.standard_normal((k, 1, widths[l])))
+            b = draw(
+                seed,
+                Stream.BIAS,
+                l,
+                trial,
+                trial + 1,
+                lambda gen, k, n=widths[l]: gen.standard_normal((k, 1, n)),
+            )
             bs.append(b[0, 0] * net.bias_std)
         else:
             bs.append(np.zeros(widths[l]))
@@ -74,11 +92,21 @@ def _oracle(net: Network, seed: int, batch: int, trial: int, x=None, perturb=Non
 CASES = [
     ("relu he", dict(widths=(7, 9, 6, 5), scheme="he-normal")),
     ("relu gauss", dict(widths=(6, 6, 6, 6, 6), scheme="gauss")),
-    ("leaky bias", dict(widths=(5, 8, 4, 6), scheme="he-uniform", activation="leaky-relu",
-                        slope=0.2, bias_std=0.3)),
+    (
+        "leaky bias",
+        dict(
+            widths=(5, 8, 4, 6),
+            scheme="he-uniform",
+            activation="leaky-relu",
+            slope=0.2,
+            bias_std=0.3,
+        ),
+    ),
     ("linear", dict(widths=(4, 6, 5), scheme="xavier-normal", activation="linear")),
-    ("tanh bias", dict(widths=(5, 7, 7, 3), scheme="lecun-normal", activation="tanh",
-                       bias_std=0.1)),
+    (
+        "tanh bias",
+        dict(widths=(5, 7, 7, 3), scheme="lecun-normal", activation="tanh", bias_std=0.1),
+    ),
     ("orthogonal", dict(widths=(8, 5, 9, 4), scheme="orthogonal")),
     ("trunc", dict(widths=(6, 6, 6), scheme="he-truncnormal")),
 ]
@@ -88,8 +116,12 @@ CASES = [
 def test_engine_matches_naive_float64(name, kw):
     net = _net(**kw)
     batch, trials, seed = 5, 11, 3
-    stats = simulate(net, EngineConfig(batch=batch, trials=trials, seed=seed, dtype=np.float64,
-                                       chunk_trials=4, workers=1))
+    stats = simulate(
+        net,
+        EngineConfig(
+            batch=batch, trials=trials, seed=seed, dtype=np.float64, chunk_trials=4, workers=1
+        ),
+    )
     for t in (0, 4, 10):
         ref = _oracle(net, seed, batch, t)
         np.testing.assert_allclose(np.exp(stats.log_q[t]), ref["q"], rtol=1e-9)
@@ -101,8 +133,7 @@ def test_engine_matches_naive_float64(name, kw):
 
 def test_oracle_gradients_match_finite_differences():
     """The oracle's backward pass (and so the engine's) is the derivative of <g, h_L>."""
-    net = _net((6, 7, 5, 4), scheme="he-normal", activation="leaky-relu", slope=0.1,
-               bias_std=0.2)
+    net = _net((6, 7, 5, 4), scheme="he-normal", activation="leaky-relu", slope=0.1, bias_std=0.2)
     seed, batch = 1, 3
     base = _oracle(net, seed, batch, 0)
     rng = np.random.default_rng(0)
@@ -121,16 +152,26 @@ def test_oracle_gradients_match_finite_differences():
 
 
 def _all(stats):
-    return [stats.log_q, stats.log_m, stats.log_g, stats.log_d, stats.log_wgrad,
-            stats.dead_units, stats.zero_fraction, stats.dead_inputs, stats.log_var]
+    return [
+        stats.log_q,
+        stats.log_m,
+        stats.log_g,
+        stats.log_d,
+        stats.log_wgrad,
+        stats.dead_units,
+        stats.zero_fraction,
+        stats.dead_inputs,
+        stats.log_var,
+    ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_same_numbers_whatever_the_chunking(dtype):
     net = _net((16,) * 9, scheme="he-uniform")
     runs = [
-        simulate(net, EngineConfig(batch=12, trials=21, seed=7, dtype=dtype, chunk_trials=c,
-                                   workers=w))
+        simulate(
+            net, EngineConfig(batch=12, trials=21, seed=7, dtype=dtype, chunk_trials=c, workers=w)
+        )
         for c, w in ((21, 1), (1, 1), (3, 2), (8, 2), (5, 1))
     ]
     for other in runs[1:]:
@@ -152,7 +193,7 @@ def test_weights_regenerated_or_kept_give_the_same_numbers():
 
 
 def _exact_log_ratio_moments(n_in, n_out, s2, depth):
-    """E and Var of log R_L given alive for Gaussian weights (THEORY.md section 3), by direct sums."""
+    """E and Var of log R_L given alive, Gaussian weights (THEORY.md section 3), direct sums."""
     from scipy.special import digamma, gammaln, polygamma
 
     k = np.arange(1, n_out + 1)

@@ -130,7 +130,7 @@ def _legend_label(name: str, result: dict) -> str:
     factor = _number(summary.get("factor_per_layer"))
     if verdict is None or not math.isfinite(factor):
         return name
-    return f"{name}: {verdict}, q x{factor:.3g} per layer"
+    return f"{name}: {verdict}, q \u00d7{factor:.3g} per layer"
 
 
 def _context_line(results: list[dict]) -> str:
@@ -205,7 +205,7 @@ def _draw_q(ax, runs: list[dict], names: list[str]) -> bool:
         dead = _dead_mask(layers, "log10_q")
         any_dead |= bool(dead.any())
         _draw_series(ax, x, mean, median, lo, hi, pred, dead, _COLOURS[i % len(_COLOURS)],
-                     len(x) <= 40)
+                     len(x) <= 16)
         arrays += [mean, pred, median, lo, hi]
     span = _finite_range(*arrays)
     if span is not None:
@@ -213,14 +213,14 @@ def _draw_q(ax, runs: list[dict], names: list[str]) -> bool:
                                                                     "overflows")):
             if span[0] - 3 <= level <= span[1] + 3:
                 ax.axhline(level, color="0.45", linewidth=0.9, linestyle="-.", zorder=0)
-                ax.annotate(f"a naive float32 pass {what} here (q = 10^{level:.1f})",
+                ax.annotate(f"a naive float32 pass {what} here (q = $10^{{{level:.1f}}}$)",
                             (0.01, level), xycoords=("axes fraction", "data"),
                             xytext=(0, 3 if what == "overflows" else -3),
                             textcoords="offset points", fontsize=8, color="0.35",
                             va="bottom" if what == "overflows" else "top")
     ax.set_title("(a) Pre-activation second moment through depth", loc="left")
     ax.set_xlabel("layer l")
-    ax.set_ylabel("log10 q_l (pre-activation second moment,\nper unit, in input units^2)")
+    ax.set_ylabel("log10 q_l (pre-activation second moment)\nper unit, in input units\u00b2")
     return any_dead
 
 
@@ -249,11 +249,11 @@ def _draw_grad(ax, runs: list[dict], names: list[str]) -> bool:
                                _dead_mask(layers, "log10_grad")])
         any_dead |= bool(dead.any())
         _draw_series(ax, x, mean, median, lo, hi, pred, dead, _COLOURS[i % len(_COLOURS)],
-                     len(x) <= 41)
+                     len(x) <= 17)
     ax.set_title("(b) Gradient second moment through depth (backward from the probe at l = L)",
                  loc="left")
     ax.set_xlabel("layer l (l = 0: input gradient)")
-    ax.set_ylabel("log10 g_l (second moment of dloss/dh_l,\nper unit, probe scale)")
+    ax.set_ylabel("log10 g_l (gradient second moment)\nof \u2202loss/\u2202h_l per unit")
     return any_dead
 
 
