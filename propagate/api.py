@@ -97,7 +97,11 @@ def build_network(
     act = make_activation(
         activation, check_finite("--negative-slope", negative_slope, nonnegative=True)
     )
-    bias_std = check_finite("--bias-std", bias_std, nonnegative=True) or 0.0
+    bias = "normal"
+    if isinstance(bias_std, str) and bias_std.strip().lower() == "torch":
+        bias, bias_std = "torch", 0.0
+    else:
+        bias_std = check_finite("--bias-std", bias_std, nonnegative=True) or 0.0
     gain = check_finite("--gain", gain, positive=True)
     std = check_finite("--std", std, positive=True)
     if trunc_bounds is not None:
@@ -111,7 +115,7 @@ def build_network(
     spec = resolve_scheme(
         scheme, activation=act, dist=dist, gain=gain, mode=mode, std=std, trunc_bounds=trunc_bounds
     )
-    return Network(widths=widths, activation=act, init=spec, bias_std=bias_std)
+    return Network(widths=widths, activation=act, init=spec, bias_std=bias_std, bias=bias)
 
 
 def _init_config(net: Network) -> dict:
@@ -152,7 +156,8 @@ def run(
         widths: (n_0, ..., n_L) or '64,32,10'.
         scheme: init scheme name or framework alias (``propagate schemes`` lists them).
         activation: relu, leaky-relu (``negative_slope``, default 0.01), linear, tanh.
-        bias_std: std of N(0, bias_std^2) biases (0: none).
+        bias_std: std of N(0, bias_std^2) biases (0: none), or 'torch' for torch's
+            nn.Linear bias U(+-1/sqrt(fan_in)).
         dist, gain, mode, std, trunc_bounds: overrides of the scheme's formula.
         batch: inputs per network; trials: independent networks; seed: root of all randomness.
         dtype: 'float32' (default: fast, enough for second moments with the scale kept in
@@ -221,7 +226,7 @@ def run(
     )
     stats = simulate(net, cfg)
     layers, extras = summarize_layers(net, cfg, stats)
-    summary = verdict(net, layers, extras["log10_input_grad"])
+    summary = verdict(net, layers, extras["log10_input_grad"], extras["signal_share"])
     summary["log10_input_grad_pred"] = extras["log10_input_grad_pred"]
     summary["log10_m0"] = extras["log10_m0"]
     warnings = []
@@ -258,7 +263,8 @@ def run(
         "depth": net.depth,
         "activation": net.activation.name,
         "negative_slope": net.activation.negative_slope,
-        "bias_std": net.bias_std,
+        "bias": "none" if not net.has_bias else net.bias,
+        "bias_std": [float(v) for v in net.bias_stds],
         **_init_config(net),
         "weight_var": [li.weight_var for li in net.layer_inits],
         "weight_std": [li.std for li in net.layer_inits],

@@ -28,6 +28,10 @@ PER_LAYER_FIELDS = ("log10_q", "log10_q_pred", "log10_q_median", "log10_grad",
 # run() arguments that would make the schemes differ by more than their law.
 _ARCHITECTURE = ("depth", "fan_in", "widths", "activation", "negative_slope", "bias_std", "dist",
                  "gain", "mode", "std", "trunc_bounds")
+# run config keys that describe one scheme's law: kept in each run, not in the shared config.
+_PER_SCHEME_CONFIG = frozenset({"scheme", "kind", "distribution", "mode", "scale", "gain",
+                                "gain_source", "std", "trunc_bounds", "weight_var_rule",
+                                "weight_var", "weight_std"})
 
 
 def check_scheme_list(schemes) -> list[str]:
@@ -50,7 +54,7 @@ def check_scheme_list(schemes) -> list[str]:
             raise InputError(f"--schemes {schemes!r} is not a list of names; choose from: "
                              f"{valid}") from None
     if not items or all(item == "" for item in items):
-        raise InputError(f"--schemes is empty; give two or more comma-separated names from: "
+        raise InputError(f"--schemes is empty; give one or more comma-separated names from: "
                          f"{valid}")
     if any(item == "" for item in items):
         raise InputError(f"--schemes {','.join(map(str, items))!r} has an empty name; give "
@@ -118,8 +122,8 @@ def compare(schemes, **run_kwargs) -> RunResult:
                 row[f"{field}[{name}]"] = r.layers[i][field]
         layers.append(row)
 
-    shared = {k: v for k, v in runs[0].config.items()
-              if all(jsonable(r.config.get(k)) == jsonable(v) for r in runs[1:])}
+    shared = {k: v for k, v in runs[0].config.items() if k not in _PER_SCHEME_CONFIG
+              and all(jsonable(r.config.get(k)) == jsonable(v) for r in runs[1:])}
     config = {"package": "propagate-init", "version": __version__, "schemes": names}
     config.update({k: v for k, v in shared.items() if k not in config})
     order = {"vanishing": 0, "exploding": 0, "stable": 1}

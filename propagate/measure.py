@@ -76,7 +76,7 @@ def predictions(net: Network, cfg: EngineConfig, stats: TrialStats) -> dict[str,
         list(net.widths),
         list(weight_vars),
         net.activation,
-        bias_var=net.bias_std**2,
+        bias_var=net.bias_stds**2,
         input_second_moment=m0,
         log_g_top=log_g_top,
     )
@@ -86,7 +86,7 @@ def predictions(net: Network, cfg: EngineConfig, stats: TrialStats) -> dict[str,
 def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tuple[list, dict]:
     """Per-layer dicts (the JSON ``layers`` list) and the prediction arrays used."""
     pred = predictions(net, cfg, stats)
-    exact_backward = net.activation.has_dead_layers and net.bias_std == 0
+    exact_backward = net.activation.has_dead_layers and not net.has_bias
     g_pred = pred["log_g_mean"] if exact_backward else pred["log_g"]
     d_pred = pred["log_d_mean"] if exact_backward else pred["log_d"]
     q_mean = log10_mean(stats.log_q)
@@ -131,7 +131,15 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
             row["lsuv_factor"] = float(np.exp(np.mean(stats.lsuv_log_factor[:, i])))
             row["lsuv_iterations"] = float(np.mean(stats.lsuv_iterations[:, i]))
         layers.append(row)
+    signal_share = None
+    if net.has_bias:
+        plain = theory.mean_field(
+            list(net.widths), list(net.weight_vars),
+            net.activation, bias_var=0.0, input_second_moment=float(np.exp(stats.log_m0[0])),
+        )
+        signal_share = float((plain["log_q"][-1] - pred["log_q"][-1]) / LN10)
     extras = {
+        "signal_share": signal_share,
         "log10_input_grad": float(g_mean[0]),
         "log10_input_grad_pred": float(g_pred[0] / LN10),
         "log10_m0": float(log10_mean(stats.log_m0)),
@@ -159,8 +167,15 @@ def _crossing(log10_values: np.ndarray, per_layer: float, limit: float, below: b
     return int(len(log10_values) + max(steps, 1))
 
 
-def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
-    """Vanishing / exploding / stable, per-layer factor, naive-float limits and the fix."""
+def verdict(
+    net: Network, layers: list[dict], gradient_in: float, signal_share: float | None = None
+) -> dict:
+    """Vanishing / exploding / stable, per-layer factor, naive-float limits and the fix.
+
+    Args:
+        signal_share: with biases, log10 of the input signal's share of q_L (mean field with
+            and without bias); None without biases.
+    """
     q_pred = np.array([row["log10_q_pred"] for row in layers])
     q_meas = np.array([row["log10_q"] for row in layers])
     g_pred = np.array([row["log10_grad_pred"] for row in layers])
@@ -171,10 +186,12 @@ def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
         factor_pred = (q_pred[-1] - q_pred[0]) / (depth - 1)
         finite = math.isfinite(q_meas[-1]) and math.isfinite(q_meas[0])
         factor_meas = (q_meas[-1] - q_meas[0]) / (depth - 1) if finite else -math.inf
+        last_step = q_pred[-1] - q_pred[-2]  # extrapolate with the top layer's own factor
     else:
-        factor_pred = factor_meas = 0.0
+        factor_pred = factor_meas = last_step = 0.0
     total_change = q_pred[-1] - q_pred[0]
-    if total_change < -1:
+    washed_out = signal_share is not None and signal_share < -1
+    if total_change < -1 or washed_out:
         kind = "vanishing"
     elif total_change > 1:
         kind = "exploding"
@@ -185,12 +202,19 @@ def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
     naive = {}
     for name, (lo, hi) in FLOAT_LIMITS.items():
         naive[name] = {
-            "underflow_layer": _crossing(q_pred, factor_pred, 2 * lo, below=True),
-            "overflow_layer": _crossing(q_pred, factor_pred, 2 * hi, below=False),
+            "underflow_layer": _crossing(q_pred, last_step, 2 * lo, below=True),
+            "overflow_layer": _crossing(q_pred, last_step, 2 * hi, below=False),
         }
     factor = 10**factor_pred
     words = []
-    if kind == "stable":
+    if washed_out:
+        words.append(
+            f"the biases hold the pre-activation second moment near 10^{q_pred[-1]:.1f} "
+            f"(measured 10^{q_meas[-1]:.1f}; 10^{q_pred[0]:.1f} at layer 1), but the input's "
+            f"share of it at layer {depth} is 10^{signal_share:.1f}: the input signal is washed "
+            "out by the biases."
+        )
+    elif kind == "stable":
         words.append(
             f"the pre-activation second moment changes by a factor {factor:.4g} per layer "
             f"(10^{total_change:+.2f} over {depth} layers; "
@@ -246,5 +270,6 @@ def verdict(net: Network, layers: list[dict], gradient_in: float) -> dict:
         "naive": naive,
         "gradient_log10_change_pred": float(g_pred[0] - g_pred[-1]) if depth > 1 else 0.0,
         "log10_input_grad": gradient_in,
+        "log10_signal_share": signal_share,
         "message": " ".join(words),
     }

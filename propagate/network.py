@@ -66,13 +66,17 @@ class Network:
         widths: (n_0, ..., n_L); n_0 is the input width, layer l maps n_{l-1} -> n_l.
         activation: applied after every layer (including the last).
         init: the resolved init scheme (``schemes.resolve_scheme``).
-        bias_std: std of iid N(0, bias_std^2) biases (0: no bias).
+        bias_std: std of iid N(0, bias_std^2) biases (0: no bias), unless ``bias`` is
+            ``torch``: then each layer's bias is U(+-1/sqrt(fan_in)) as torch's nn.Linear draws
+            it (std 1/sqrt(3 fan_in)) and ``bias_std`` is ignored.
+        bias: ``normal`` or ``torch``.
     """
 
     widths: tuple[int, ...]
     activation: Activation
     init: InitSpec
     bias_std: float = 0.0
+    bias: str = "normal"
     layer_inits: tuple[LayerInit, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +88,17 @@ class Network:
     @property
     def depth(self) -> int:
         return len(self.widths) - 1
+
+    @property
+    def bias_stds(self) -> np.ndarray:
+        """(depth,) std of each layer's bias entries (0: none)."""
+        if self.bias == "torch":
+            return 1.0 / np.sqrt(3.0 * np.asarray(self.widths[:-1], dtype=float))
+        return np.full(self.depth, float(self.bias_std))
+
+    @property
+    def has_bias(self) -> bool:
+        return bool(np.any(self.bias_stds > 0))
 
     @property
     def weight_vars(self) -> np.ndarray:
@@ -293,8 +308,14 @@ def layer_weights(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.n
 
 
 def layer_biases(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.ndarray:
-    """Unit-scale biases b_hat (t1 - t0, 1, n_l); the biases are ``net.bias_std * b_hat``."""
+    """Unit-variance biases b_hat (t1 - t0, 1, n_l): the biases are ``net.bias_stds[l-1] * b_hat``.
+
+    N(0, 1), or U(-sqrt 3, sqrt 3) for torch's uniform bias.
+    """
     width = net.widths[layer]
+    if net.bias == "torch":
+        return draw(seed, Stream.BIAS, layer, t0, t1,
+                    lambda g, k: (2.0 * g.random((k, 1, width)) - 1.0) * math.sqrt(3.0))
     return draw(seed, Stream.BIAS, layer, t0, t1, lambda g, k: g.standard_normal((k, 1, width)))
 
 
@@ -371,7 +392,8 @@ class _Chunk:
         log_sigma = np.zeros((k, depth))
         log_prev_norm = []  # per layer: log ||h_{l-1,b}||^2 (k, batch)
         ones_row = np.ones((1, batch), dtype=dt)
-        log_bias = math.log(net.bias_std) if net.bias_std > 0 else -math.inf
+        with np.errstate(divide="ignore"):
+            log_biases = np.log(net.bias_stds)
         is_lsuv = net.init.scheme.kind == "lsuv"
 
         for l in range(1, depth + 1):
@@ -391,7 +413,8 @@ class _Chunk:
                 + 0.5 * math.log(n_in * _unit_variance(li)),
                 -np.inf,
             )
-            bias = self._bias(l, n_out) if net.bias_std > 0 else None
+            log_bias = float(log_biases[l - 1])
+            bias = self._bias(l, n_out) if np.isfinite(log_bias) else None
             for _ in range(LSUV_MAX_ITER if is_lsuv else 1):
                 if bias is None:
                     log_sz = np.where(alive, log_a, 0.0)

@@ -111,7 +111,7 @@ def mean_field(
     weight_vars: float | Sequence[float] | np.ndarray,
     activation: Activation,
     *,
-    bias_var: float = 0.0,
+    bias_var: float | Sequence[float] | np.ndarray = 0.0,
     input_second_moment: float = 1.0,
     log_g_top: float = 0.0,
 ) -> dict[str, np.ndarray]:
@@ -136,7 +136,7 @@ def mean_field(
         widths: (L + 1,) integers [n_0, ..., n_L].
         weight_vars: scalar or (L,) weight variances v_l = Var(W_l entries).
         activation: the activation of every layer (the last layer included).
-        bias_var: s_b^2 >= 0 (same for every layer).
+        bias_var: s_b^2 >= 0, one for every layer or (L,) per layer.
         input_second_moment: m_0 = E[x_i^2] > 0.
         log_g_top: natural log of g_L (0 for the Gaussian probe; a measured value for softmax).
 
@@ -152,7 +152,9 @@ def mean_field(
     n = _widths(widths)
     n_layers = n.size - 1
     v = _per_layer(weight_vars, n_layers, "weight_vars")
-    bias_var = _number(bias_var, "bias_var")
+    bias_vars = np.broadcast_to(np.asarray(bias_var, dtype=float), (n_layers,))
+    if not np.all(np.isfinite(bias_vars)) or np.any(bias_vars < 0):
+        raise InputError(f"bias_var {bias_var!r} is not allowed; give finite numbers >= 0")
     m0 = _number(input_second_moment, "input_second_moment", strict=True)
     log_g_top = _number(log_g_top, "log_g_top", minimum=-math.inf)
     log_fan_in_gain = np.log(n[:-1] * v)  # log(n_{l-1} v_l)
@@ -162,8 +164,8 @@ def mean_field(
     previous = math.log(m0)
     for layer in range(n_layers):
         lq = float(log_fan_in_gain[layer] + previous)
-        if bias_var > 0.0:
-            lq = float(np.logaddexp(lq, math.log(bias_var)))
+        if bias_vars[layer] > 0.0:
+            lq = float(np.logaddexp(lq, math.log(bias_vars[layer])))
         log_c, log_c_prime[layer] = _log_moment_factors(activation, lq)
         log_q[layer], log_m[layer] = lq, lq + log_c
         previous = log_m[layer]
@@ -178,7 +180,7 @@ def mean_field(
 
     log_surv = log_survival(n)
     log_g_mean, log_d_mean = log_g.copy(), log_d.copy()
-    if activation.has_dead_layers and bias_var == 0.0:
+    if activation.has_dead_layers and not np.any(bias_vars > 0):
         log_g_mean[1:n_layers] += log_surv[:-1]
         log_d_mean[1:] += log_surv[:-1]
     return {

@@ -128,3 +128,23 @@ def test_lsuv_refuses_a_layer_with_zero_output_variance():
     net = Network(widths=(4, 1, 4, 4), activation=act, init=resolve_scheme("lsuv", activation=act))
     with pytest.raises(InputError, match=r"layer 2 output variance is zero"):
         simulate(net, EngineConfig(batch=2, trials=40, seed=0))
+
+
+def test_torch_default_bias_floor():
+    """torch nn.Linear: W and b ~ U(+-1/sqrt(n)); q -> 2/(5n) and the input is washed out."""
+    from propagate.api import build_network
+
+    net = build_network(depth=20, fan_in=64, scheme="torch", bias_std="torch")
+    assert net.bias_stds[0] == pytest.approx(1 / math.sqrt(3 * 64), rel=1e-12)
+    cfg = EngineConfig(batch=16, trials=300, seed=3, dtype=np.float64)
+    stats = simulate(net, cfg)
+    pred = _predict(net, stats, cfg)
+    assert pred["log_q"][-1] == pytest.approx(math.log(2 / (5 * 64)), abs=1e-12)
+    for l in range(net.depth):
+        assert abs(_z(stats.log_q[:, l], pred["log_q"][l])) < 4
+    import propagate
+
+    result = propagate.run(depth=20, fan_in=64, scheme="torch", bias_std="torch", trials=20)
+    assert result.summary["verdict"] == "vanishing"
+    assert result.summary["log10_signal_share"] < -10
+    assert "washed out" in result.summary["message"]

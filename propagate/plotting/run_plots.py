@@ -178,7 +178,7 @@ def _draw_series(ax, x, mean, median, lo, hi, pred, dead, colour, few_layers: bo
     ax.plot(x, mean, color=colour, linewidth=2.0, zorder=3,
             marker="o" if few_layers else None, markersize=3)
     if pred is not None:
-        ax.plot(x, pred, color="black", linestyle=(0, (1, 1.5)), linewidth=1.3, zorder=4)
+        ax.plot(x, pred, color="black", linestyle=(0, (1, 2)), linewidth=1.1, zorder=4)
     if dead.any():
         ax.plot(x[dead], np.full(int(dead.sum()), 0.025), linestyle="none", marker="x",
                 markersize=5, color=colour, transform=ax.get_xaxis_transform(), clip_on=False,
@@ -265,7 +265,7 @@ def _style_handles(dead: bool, band: bool) -> list:
     ]
     if band:
         handles.append(Patch(facecolor=grey, alpha=0.25, label="5-95 % of networks"))
-    handles.append(Line2D([], [], color="black", linewidth=1.3, linestyle=(0, (1, 1.5)),
+    handles.append(Line2D([], [], color="black", linewidth=1.1, linestyle=(0, (1, 2)),
                           label="mean-field prediction"))
     if dead:
         handles.append(Line2D([], [], color=grey, linestyle="none", marker="x",
@@ -379,11 +379,12 @@ def plot_compare_result(result_dict: dict, out_dir, fmt: str = "png") -> list[st
     runs, labels = _check_runs(runs, None)
     with rc_context(_RC):
         fig = _new_figure(11, 9.5)
-        ax_q, ax_g = fig.subplots(2, 1)
+        ax_q, ax_g = fig.subplots(2, 1, sharex=True)
         dead = _draw_q(ax_q, runs, labels)
         dead |= _draw_grad(ax_g, runs, labels)
         for ax in (ax_q, ax_g):
             _finish_axes(ax)
+        ax_q.tick_params(labelbottom=True)
         fig.suptitle("Schemes compared: " + _context_line(runs), fontsize=9, color="0.3",
                      x=0.01, ha="left")
         _legends(fig, labels, runs, dead, _has_band(runs, "log10_q_p05"))
