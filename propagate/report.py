@@ -85,8 +85,9 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
         ("wgrad", "right"),
         ("pred", "right"),
     ]
-    if len(variances) > 1:
-        columns.insert(1, ("Var W", "right"))
+    varying = len(variances) > 1 or len(set(widths)) > 1
+    if varying:
+        columns[1:1] = [("n_in>n_out", "right"), ("Var W", "right")]
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=True)
     shown = layer_rows_to_show(len(layers), all_layers)
@@ -108,8 +109,8 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
             fmt_log10(row["log10_wgrad"]),
             fmt_log10(row["log10_wgrad_pred"]),
         ]
-        if len(variances) > 1:
-            cells.insert(1, f"{row['weight_var']:.3g}")
+        if varying:
+            cells[1:1] = [f"{row['fan_in']}>{row['fan_out']}", f"{row['weight_var']:.3g}"]
         table.add_row(*cells)
     console.print(table)
     verdict = summary["verdict"]

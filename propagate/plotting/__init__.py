@@ -30,6 +30,9 @@ def atomic_savefig(fig, path: str, **savefig_kwargs) -> str:
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format=fmt, **savefig_kwargs)
+        umask = os.umask(0o22)  # mkstemp makes 0600 files; give the figure the usual mode
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException as exc:
         try:
