@@ -382,6 +382,9 @@ class _Chunk:
         log_s = np.full(k, math.log(rms0))
         prev_sq = np.broadcast_to(sq0 / (rms0 * rms0), (k, batch))
         prev_ms = np.full(k, 1.0 if ms0 > 0 else 0.0)
+        # batch sums of h_hat_{l-1} per unit: the batch sums of z_l then follow from a tiny
+        # product (sum_b z_b = W sum_b h_b), saving a pass over the activations
+        prev_hsum = np.broadcast_to(x.sum(axis=0) / rms0, (k, widths[0]))
 
         size = k * batch * max(widths)
         self._buffers = (np.empty(size, dtype=dt), np.empty(size, dtype=dt))
@@ -427,7 +430,10 @@ class _Chunk:
                 if bias is not None:
                     z += np.exp(log_bias - log_sz).astype(dt)[:, None, None] * bias
                 sq_total = _sumsq(z).sum(axis=1)
-                col_mean = np.matmul(ones_row, z)[:, 0, :].astype(np.float64) / batch
+                col_sum = np.matmul(prev_hsum[:, None, :], wm.transpose(0, 2, 1).astype(np.float64))
+                if bias is not None:
+                    col_sum = col_sum + batch * np.exp(log_bias - log_sz)[:, None, None] * bias
+                col_mean = col_sum[:, 0, :] / batch
                 q_hat = sq_total / (batch * n_out)
                 var_hat = np.maximum(q_hat - np.mean(col_mean**2, axis=1), 0.0)
                 if not is_lsuv:
@@ -469,10 +475,11 @@ class _Chunk:
             h, log_s = act.forward(z, log_sz)
             cur ^= 1  # the next layer writes into the other buffer
             sq = _sumsq(h)
+            hsum = np.matmul(ones_row, h)[:, 0, :].astype(np.float64)
             if mask is not None:
                 out["zero_fraction"][:, l - 1] = 1.0 - _count_true(mask) / (batch * n_out)
                 if act.negative_slope == 0.0:  # h >= 0: a unit is alive iff its batch sum is > 0
-                    unit_alive = np.matmul(ones_row, h)[:, 0, :] > 0
+                    unit_alive = hsum > 0
                 else:
                     unit_alive = np.logical_or.reduce(mask, axis=1)
                 out["dead_units"][:, l - 1] = 1.0 - unit_alive.mean(axis=1)
@@ -487,7 +494,7 @@ class _Chunk:
             positive = np.where(sq > 0, sq, np.inf).min(axis=1)
             if np.any(sq.max(axis=1) > 1e30 * positive):
                 range_warning = True
-            prev_sq, prev_ms = sq, ms
+            prev_sq, prev_ms, prev_hsum = sq, ms, hsum
 
         # -- head: where the backward pass starts ---------------------------------------------
         head: dict[str, np.ndarray] = {}

@@ -73,7 +73,11 @@ def _oracle(net: Network, seed: int, batch: int, trial: int, x=None, perturb=Non
         zs.append(z)
         hs.append(h)
         ders.append(d)
-    stats = {"q": [np.mean(z**2) for z in zs], "m": [np.mean(h**2) for h in hs[1:]]}
+    stats = {
+        "q": [np.mean(z**2) for z in zs],
+        "var": [np.mean(z.var(axis=0)) for z in zs],
+        "m": [np.mean(h**2) for h in hs[1:]],
+    }
     dh = g.copy()
     grads_w = [None] * net.depth
     g_l, d_l, wg = [None] * (net.depth + 1), [None] * net.depth, [None] * net.depth
@@ -126,6 +130,7 @@ def test_engine_matches_naive_float64(name, kw):
         ref = _oracle(net, seed, batch, t)
         np.testing.assert_allclose(np.exp(stats.log_q[t]), ref["q"], rtol=1e-9)
         np.testing.assert_allclose(np.exp(stats.log_m[t]), ref["m"], rtol=1e-9)
+        np.testing.assert_allclose(np.exp(stats.log_var[t]), ref["var"], rtol=1e-8)
         np.testing.assert_allclose(np.exp(stats.log_g[t]), ref["g"], rtol=1e-9)
         np.testing.assert_allclose(np.exp(stats.log_d[t]), ref["d"], rtol=1e-9)
         np.testing.assert_allclose(np.exp(stats.log_wgrad[t]), ref["wgrad"], rtol=1e-9)
