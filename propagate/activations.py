@@ -165,12 +165,12 @@ class Activation:
         x = z_hat * scale.astype(z_hat.dtype)[:, None, None]
         h = np.tanh(x)
         new_log = np.minimum(log_scale, 0.0)
-        keep = np.exp(new_log).astype(z_hat.dtype)[:, None, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(x != 0, h / np.where(x != 0, x, 1), 1.0).astype(z_hat.dtype)
-        # h_hat = tanh(x) / min(s, 1): for s <= 1 that is z_hat * tanh(x)/x, exact as x underflows.
+        # h = tanh(x) kept at scale min(s, 1): for s <= 1 that is h_hat = z_hat tanh(x)/x (exact
+        # as x underflows); for s > 1 the scale is 1 and h_hat = tanh(x) itself
         small = (log_scale <= 0.0)[:, None, None]
-        h_hat = np.where(small, z_hat * ratio, h / keep)
+        h_hat = np.where(small, z_hat * ratio, h)
         return h_hat.astype(z_hat.dtype, copy=False), new_log
 
     def tanh_derivative(self, z_hat: np.ndarray, log_scale: np.ndarray) -> np.ndarray:

@@ -118,6 +118,21 @@ def build_network(
     return Network(widths=widths, activation=act, init=spec, bias_std=bias_std, bias=bias)
 
 
+def _exactness(net: Network) -> str:
+    """What is exact about this run's numbers and predictions, in one sentence."""
+    if net.activation.is_rectifier:
+        return (
+            "forward and backward passes exact at any depth (log-domain scale, positively "
+            "homogeneous activation); mean-field predictions exact in expectation at every width"
+            + ("" if net.init.scheme.kind != "orthogonal" else " for the second moments")
+        )
+    return (
+        "backward pass exact at any depth (linear in the gradient); forward pass exact where the "
+        "true pre-activation is representable in the working dtype (tanh is not homogeneous); "
+        "mean-field predictions are the infinite-width limit (quadrature)"
+    )
+
+
 def _init_config(net: Network) -> dict:
     init = net.init.to_dict()
     init["weight_var_rule"] = init.pop("weight_var")
@@ -277,5 +292,6 @@ def run(
         "head": head,
         "classes": classes if head == "softmax" else None,
         "rng": f"SFC64 per (seed, stream, layer, block of {TRIAL_BLOCK} trials)",
+        "exactness": _exactness(net),
     }
     return RunResult(config=config, layers=layers, summary=summary)

@@ -252,3 +252,17 @@ def test_dead_networks_are_reported_as_exact_zeros():
     assert np.all(np.isneginf(stats.log_q[dead, -1]))
     assert np.all(np.isneginf(stats.log_g[dead, 1:-1]).any(axis=1))
     assert not np.isnan(stats.log_q).any()
+
+
+def test_tanh_stays_exact_far_below_and_above_the_linear_regime():
+    """tanh with gauss 0.01 is linear for hundreds of layers: q_500 ~ 10^-1097, not 0; std 10
+    saturates every unit and must give no warnings, NaN or infinities."""
+    small = simulate(_net((64,) * 501, scheme="gauss", activation="tanh"),
+                     EngineConfig(batch=8, trials=8, seed=0))
+    assert np.all(np.isfinite(small.log_q)) and np.all(np.isfinite(small.log_g))
+    assert -1110 < np.median(small.log_q[:, -1]) / LN10 < -1090
+    big = simulate(_net((64,) * 51, scheme="gauss", activation="tanh", std=10.0),
+                   EngineConfig(batch=8, trials=8, seed=0))
+    assert np.all(np.isfinite(big.log_q)) and np.all(np.isfinite(big.log_g))
+    # saturated: |h| = 1 almost everywhere, so m_l ~ 1
+    assert np.all(np.abs(big.log_m[:, 5:]) < 0.05)
