@@ -19,7 +19,14 @@ from .results import RunResult
 from .rng import TRIAL_BLOCK
 from .schemes import resolve_scheme
 
-__all__ = ["run", "build_network", "parse_widths", "check_positive_int", "check_finite"]
+__all__ = [
+    "run",
+    "build_network",
+    "parse_widths",
+    "check_positive_int",
+    "check_finite",
+    "check_scale",
+]
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 HEADS = ("probe", "softmax")
@@ -38,6 +45,20 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     if not math.isfinite(as_float) or as_float != int(as_float) or int(as_float) < minimum:
         raise InputError(f"{name} {value!r} is not allowed; give a whole number >= {minimum}")
     return int(as_float)
+
+
+SCALE_RANGE = (1e-100, 1e100)  # std, gain, bias std: their squares stay normal float64
+
+
+def check_scale(name: str, value, *, allow_zero: bool = False) -> float | None:
+    """A std or gain: finite, > 0 (or 0 when allowed) and within 1e-100..1e100."""
+    x = check_finite(name, value, nonnegative=allow_zero, positive=not allow_zero)
+    if x is None or (allow_zero and x == 0):
+        return x
+    lo, hi = SCALE_RANGE
+    if not lo <= x <= hi:
+        raise InputError(f"{name} {value!r} is not allowed; give a value between {lo:g} and {hi:g}")
+    return x
 
 
 def check_finite(
@@ -101,9 +122,9 @@ def build_network(
     if isinstance(bias_std, str) and bias_std.strip().lower() == "torch":
         bias, bias_std = "torch", 0.0
     else:
-        bias_std = check_finite("--bias-std", bias_std, nonnegative=True) or 0.0
-    gain = check_finite("--gain", gain, positive=True)
-    std = check_finite("--std", std, positive=True)
+        bias_std = check_scale("--bias-std", bias_std, allow_zero=True) or 0.0
+    gain = check_scale("--gain", gain)
+    std = check_scale("--std", std)
     if trunc_bounds is not None:
         a, b = (check_finite("--trunc-bounds", v) for v in trunc_bounds)
         if not a < b:
