@@ -40,6 +40,8 @@ from .cli_options import (
     fail,
     parse_trunc_bounds,
 )
+from .cli_plots import Format, PlotDir, check_plot_target, write_run_plots
+from .cli_plots import register as register_plot_commands
 from .errors import InputError
 
 app = typer.Typer(
@@ -78,6 +80,8 @@ def run(
     out: Out = None,
     workers: Workers = None,
     all_layers: AllLayers = False,
+    plot_dir: PlotDir = None,
+    fmt: Format = "png",
 ) -> None:
     """Push many independent networks forward and backward; per-layer statistics beside theory.
 
@@ -87,6 +91,7 @@ def run(
     from .report import print_run
 
     try:
+        fmt = check_plot_target(plot_dir, fmt)
         result = run_api(
             depth=depth,
             fan_in=fan_in,
@@ -111,12 +116,15 @@ def run(
             workers=workers,
         )
         _write_outputs(result, csv, out)
+        plots = write_run_plots(result, plot_dir, fmt) if plot_dir is not None else []
     except InputError as exc:
         fail(str(exc))
     if json_out:
         typer.echo(result.to_json())
     else:
         print_run(result, all_layers=all_layers)
+        for path in plots:
+            typer.echo(f"wrote {path}")
 
 
 def _write_outputs(result, csv_path: str | None, out_dir: str | None) -> None:
@@ -145,6 +153,9 @@ def schemes(json_out: Json = False) -> None:
         typer.echo(json.dumps(jsonable(rows), indent=2))
     else:
         print_schemes(rows)
+
+
+register_plot_commands(app)
 
 
 def _kind(exc: BaseException, *names: str) -> bool:

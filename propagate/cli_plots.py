@@ -17,10 +17,24 @@ from typing import Annotated
 import typer
 
 from .cli_options import (
-    Activation, Batch, BiasStd, Classes, Data, Depth, DType, FanIn, Head, Json, NoStd, Seed,
-    Slope, Trials, Widths, Workers,
+    Activation,
+    Batch,
+    BiasStd,
+    Classes,
+    Data,
+    Depth,
+    DType,
+    FanIn,
+    Head,
+    Json,
+    NoStd,
+    Seed,
+    Slope,
+    Trials,
+    Widths,
+    Workers,
     fail,
-)  # fmt: skip
+)
 from .errors import InputError
 
 __all__ = [
@@ -37,19 +51,37 @@ __all__ = [
 FORMATS = ("png", "svg", "pdf")
 DEFAULT_SCHEMES = "gauss,torch,xavier-normal,he-normal"
 
-PlotDir = Annotated[str | None, typer.Option(
-    "--plot", metavar="DIR", help="Folder for the figures (created if needed).")]
-Format = Annotated[str, typer.Option(
-    "--format", metavar="png|svg|pdf", help="Figure file format (default png).")]
-Schemes = Annotated[str, typer.Option(
-    "--schemes", metavar="A,B,...", help="Comma-separated schemes or aliases to compare "
-    f"(default {DEFAULT_SCHEMES}); `propagate schemes` lists them.")]
-CompareOut = Annotated[str | None, typer.Option(
-    "--out", metavar="DIR", help="Folder for results.json and results.csv (written atomically).")]
-PlotOut = Annotated[str | None, typer.Option(
-    "--out", metavar="DIR", help="Folder for the figures (default: the results file's folder).")]
-ResultsPath = Annotated[str, typer.Argument(
-    metavar="RESULTS.json", help="A results.json written by propagate (--out or --json).")]
+PlotDir = Annotated[
+    str | None,
+    typer.Option("--plot", metavar="DIR", help="Folder for the figures (created if needed)."),
+]
+Format = Annotated[str, typer.Option("--format", metavar="png|svg|pdf", help="Figure file format.")]
+Schemes = Annotated[
+    str,
+    typer.Option(
+        "--schemes",
+        metavar="A,B,...",
+        help="Comma-separated schemes or aliases to compare; `propagate schemes` lists them.",
+    ),
+]
+CompareOut = Annotated[
+    str | None,
+    typer.Option(
+        "--out", metavar="DIR", help="Folder for results.json and results.csv (written atomically)."
+    ),
+]
+PlotOut = Annotated[
+    str | None,
+    typer.Option(
+        "--out", metavar="DIR", help="Folder for the figures (default: the results file's folder)."
+    ),
+]
+ResultsPath = Annotated[
+    str,
+    typer.Argument(
+        metavar="RESULTS.json", help="A results.json written by propagate (--out or --json)."
+    ),
+]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -138,8 +170,11 @@ def print_compare(result, console=None) -> None:
             console = Console(highlight=False, width=120)
     cfg, summary = result.config, result.summary
     widths = cfg.get("widths", [])
-    arch = (f"depth {cfg.get('depth')}, width {widths[1]}" if len(set(widths)) == 1
-            else "widths " + ",".join(map(str, widths)))
+    arch = (
+        f"depth {cfg.get('depth')}, width {widths[1]}"
+        if len(set(widths)) == 1
+        else "widths " + ",".join(map(str, widths))
+    )
     console.print(
         f"[bold]propagate compare[/bold]: {arch}, {cfg.get('activation')}, "
         f"{cfg.get('trials')} networks x {cfg.get('batch')} inputs "
@@ -155,9 +190,19 @@ def print_compare(result, console=None) -> None:
         "the He std for this activation",
         caption_justify="left",
     )
-    columns = [("scheme (Var W)", "left"), ("verdict", "left"), ("factor", "right"),
-               ("meas", "right"), ("q_L", "right"), ("pred", "right"), ("median", "right"),
-               ("grad_0", "right"), ("pred", "right"), ("dead%", "right"), ("fix std", "right")]
+    columns = [
+        ("scheme (Var W)", "left"),
+        ("verdict", "left"),
+        ("factor", "right"),
+        ("meas", "right"),
+        ("q_L", "right"),
+        ("pred", "right"),
+        ("median", "right"),
+        ("grad_0", "right"),
+        ("pred", "right"),
+        ("dead%", "right"),
+        ("fix std", "right"),
+    ]
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=True)
     colours = {"stable": "green", "vanishing": "yellow", "exploding": "red"}
@@ -187,12 +232,25 @@ def print_compare(result, console=None) -> None:
 # ------------------------------------------------------------------------------ commands
 def compare(
     schemes: Schemes = DEFAULT_SCHEMES,
-    depth: Depth = None, fan_in: FanIn = None, widths: Widths = None,
-    activation: Activation = "relu", negative_slope: Slope = None, bias_std: BiasStd = "0",
-    batch: Batch = "256", trials: Trials = "100", seed: Seed = "0", dtype: DType = "float32",
-    data: Data = None, no_standardize: NoStd = False, head: Head = "probe",
-    classes: Classes = None, json_out: Json = False, out: CompareOut = None,
-    plot_dir: PlotDir = None, fmt: Format = "png", workers: Workers = None,
+    depth: Depth = None,
+    fan_in: FanIn = None,
+    widths: Widths = None,
+    activation: Activation = "relu",
+    negative_slope: Slope = None,
+    bias_std: BiasStd = "0",
+    batch: Batch = "256",
+    trials: Trials = "100",
+    seed: Seed = "0",
+    dtype: DType = "float32",
+    data: Data = None,
+    no_standardize: NoStd = False,
+    head: Head = "probe",
+    classes: Classes = None,
+    json_out: Json = False,
+    out: CompareOut = None,
+    plot_dir: PlotDir = None,
+    fmt: Format = "png",
+    workers: Workers = None,
 ) -> None:
     """Several init schemes on one architecture, inputs and seed: one table, one figure.
 
@@ -207,10 +265,22 @@ def compare(
         fmt = check_plot_target(plot_dir, fmt)
         _check_folder(out, "--out")
         result = compare_api(
-            names, depth=depth, fan_in=fan_in, widths=widths, activation=activation,
-            negative_slope=negative_slope, bias_std=bias_std, batch=batch, trials=trials,
-            seed=seed, dtype=dtype, data=data, standardize=not no_standardize, head=head,
-            classes=classes, workers=workers,
+            names,
+            depth=depth,
+            fan_in=fan_in,
+            widths=widths,
+            activation=activation,
+            negative_slope=negative_slope,
+            bias_std=bias_std,
+            batch=batch,
+            trials=trials,
+            seed=seed,
+            dtype=dtype,
+            data=data,
+            standardize=not no_standardize,
+            head=head,
+            classes=classes,
+            workers=workers,
         )
         written = _write_results(result, out)
         if plot_dir is not None:

@@ -23,15 +23,45 @@ from .results import RunResult, jsonable
 __all__ = ["compare", "check_scheme_list", "PER_LAYER_FIELDS"]
 
 # Fields copied per scheme into the side-by-side per-layer table.
-PER_LAYER_FIELDS = ("log10_q", "log10_q_pred", "log10_q_median", "log10_grad",
-                    "log10_grad_pred", "dead_fraction")
+PER_LAYER_FIELDS = (
+    "log10_q",
+    "log10_q_pred",
+    "log10_q_median",
+    "log10_grad",
+    "log10_grad_pred",
+    "dead_fraction",
+)
 # run() arguments that would make the schemes differ by more than their law.
-_ARCHITECTURE = ("depth", "fan_in", "widths", "activation", "negative_slope", "bias_std", "dist",
-                 "gain", "mode", "std", "trunc_bounds")
+_ARCHITECTURE = (
+    "depth",
+    "fan_in",
+    "widths",
+    "activation",
+    "negative_slope",
+    "bias_std",
+    "dist",
+    "gain",
+    "mode",
+    "std",
+    "trunc_bounds",
+)
 # run config keys that describe one scheme's law: kept in each run, not in the shared config.
-_PER_SCHEME_CONFIG = frozenset({"scheme", "kind", "distribution", "mode", "scale", "gain",
-                                "gain_source", "std", "trunc_bounds", "weight_var_rule",
-                                "weight_var", "weight_std"})
+_PER_SCHEME_CONFIG = frozenset(
+    {
+        "scheme",
+        "kind",
+        "distribution",
+        "mode",
+        "scale",
+        "gain",
+        "gain_source",
+        "std",
+        "trunc_bounds",
+        "weight_var_rule",
+        "weight_var",
+        "weight_std",
+    }
+)
 
 
 def check_scheme_list(schemes) -> list[str]:
@@ -51,21 +81,32 @@ def check_scheme_list(schemes) -> list[str]:
         try:
             items = [s.strip() if isinstance(s, str) else s for s in schemes]
         except TypeError:
-            raise InputError(f"--schemes {schemes!r} is not a list of names; choose from: "
-                             f"{valid}") from None
+            raise InputError(
+                f"--schemes {schemes!r} is not a list of names; choose from: {valid}"
+            ) from None
     if not items or all(item == "" for item in items):
-        raise InputError(f"--schemes is empty; give one or more comma-separated names from: "
-                         f"{valid}")
+        raise InputError(
+            f"--schemes is empty; give one or more comma-separated names from: {valid}"
+        )
     if any(item == "" for item in items):
-        raise InputError(f"--schemes {','.join(map(str, items))!r} has an empty name; give "
-                         f"comma-separated names from: {valid}")
+        raise InputError(
+            f"--schemes {','.join(map(str, items))!r} has an empty name; give "
+            f"comma-separated names from: {valid}"
+        )
     canonical: list[str] = []
     for item in items:
-        name = lookup(item).name  # unknown/ambiguous: InputError that lists the valid names
+        try:
+            name = lookup(item).name
+        except InputError as exc:
+            message = str(exc)
+            if valid not in message:  # an ambiguous label names only its candidates
+                message += f"; all schemes: {valid}"
+            raise InputError(f"--schemes: {message}") from None
         if name in canonical:
             same = "" if item == name else f" ({item!r} is {name})"
-            raise InputError(f"--schemes names {name} twice{same}; give each scheme once, "
-                             f"from: {valid}")
+            raise InputError(
+                f"--schemes names {name} twice{same}; give each scheme once, from: {valid}"
+            )
         canonical.append(name)
     return canonical
 
@@ -122,14 +163,21 @@ def compare(schemes, **run_kwargs) -> RunResult:
                 row[f"{field}[{name}]"] = r.layers[i][field]
         layers.append(row)
 
-    shared = {k: v for k, v in runs[0].config.items() if k not in _PER_SCHEME_CONFIG
-              and all(jsonable(r.config.get(k)) == jsonable(v) for r in runs[1:])}
+    shared = {
+        k: v
+        for k, v in runs[0].config.items()
+        if k not in _PER_SCHEME_CONFIG
+        and all(jsonable(r.config.get(k)) == jsonable(v) for r in runs[1:])
+    }
     config = {"package": "propagate-init", "version": __version__, "schemes": names}
     config.update({k: v for k, v in shared.items() if k not in config})
     order = {"vanishing": 0, "exploding": 0, "stable": 1}
     stable = [row["scheme"] for row in table if order.get(row["verdict"]) == 1]
-    warnings = [f"{name}: {w}" for name, r in zip(names, runs, strict=True)
-                for w in r.summary.get("warnings", [])]
+    warnings = [
+        f"{name}: {w}"
+        for name, r in zip(names, runs, strict=True)
+        for w in r.summary.get("warnings", [])
+    ]
     summary = {
         "schemes": names,
         "table": table,
@@ -137,8 +185,9 @@ def compare(schemes, **run_kwargs) -> RunResult:
         "message": _message(table, stable),
         "warnings": warnings,
     }
-    return RunResult(config=config, layers=layers, summary=summary, kind="compare",
-                     extra={"runs": run_dicts})
+    return RunResult(
+        config=config, layers=layers, summary=summary, kind="compare", extra={"runs": run_dicts}
+    )
 
 
 def _message(table: list[dict], stable: list[str]) -> str:

@@ -93,7 +93,7 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
     q_med, q_lo, q_hi = _band(stats.log_q)
     q_rse = _relative_se(stats.log_q)
     g_mean = log10_mean(stats.log_g)
-    g_med, _, _ = _band(stats.log_g)
+    g_med, g_lo, g_hi = _band(stats.log_g)
     p_dead_pred = theory.p_dead(list(net.widths)) if exact_backward else np.zeros(net.depth)
     layers = []
     for i in range(net.depth):
@@ -122,6 +122,8 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
             "log10_grad": float(g_mean[i + 1]),
             "log10_grad_pred": float(g_pred[i + 1] / LN10),
             "log10_grad_median": float(g_med[i + 1]),
+            "log10_grad_p05": float(g_lo[i + 1]),
+            "log10_grad_p95": float(g_hi[i + 1]),
             "log10_delta": float(log10_mean(stats.log_d[:, i])),
             "log10_delta_pred": float(d_pred[i] / LN10),
             "log10_wgrad": float(log10_mean(stats.log_wgrad[:, i])),

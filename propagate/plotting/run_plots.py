@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,6 +50,7 @@ _COLOURS = (
     "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
 )  # fmt: skip
 _DPI = 130
+_NBSP = "\u00a0"  # keeps "x ~ N(0, I)" and "(a = 0.2)" on one line when the subtitle wraps
 # Reproducible files: no creation dates, fixed SVG ids.
 _METADATA = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 _RC = {"svg.hashsalt": "propagate", "font.size": 10, "axes.titlesize": 11}
@@ -134,9 +136,12 @@ def _legend_label(name: str, result: dict) -> str:
 
 
 def _context_line(results: list[dict]) -> str:
-    """The shared set-up in one line: architecture, activation, networks x inputs, seed."""
+    """The set-up in one line: architecture, activation, networks x inputs, dtype, seed.
 
-    def describe(result: dict) -> str:
+    A part that differs between the runs shows every value, joined by ' / '.
+    """
+
+    def parts(result: dict) -> tuple[str, ...]:
         c = result.get("config") if isinstance(result.get("config"), dict) else {}
         widths = c.get("widths") or []
         if widths and len(set(widths)) == 1:
@@ -151,11 +156,20 @@ def _context_line(results: list[dict]) -> str:
         if _number(c.get("bias_std")) > 0:
             act += f", bias std {_number(c['bias_std']):g}"
         data = c.get("data") or "x ~ N(0, I)"
-        return (f"{arch}, {act}; {c.get('trials', '?')} networks x {c.get('batch', '?')} "
-                f"inputs ({data}), {c.get('dtype', '?')}, seed {c.get('seed', '?')}")
+        parts = (
+            arch,
+            act,
+            f"{c.get('trials', '?')} networks x {c.get('batch', '?')} inputs",
+            f"({data}),",
+            str(c.get("dtype", "?")) + ",",
+            f"seed {c.get('seed', '?')}",
+        )
+        # the architecture may break at its commas; the other parts stay whole
+        return (parts[0], *(part.replace(" ", _NBSP) for part in parts[1:]))
 
-    lines = {describe(r) for r in results}
-    return lines.pop() if len(lines) == 1 else "set-ups differ between the runs shown"
+    columns = zip(*(parts(r) for r in results), strict=True)
+    shown = [" / ".join(dict.fromkeys(values)) for values in columns]
+    return f"{shown[0]}, {shown[1]}; " + " ".join(shown[2:])
 
 
 # ------------------------------------------------------------------------------ drawing
@@ -165,24 +179,81 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def _isolated(values: np.ndarray) -> np.ndarray:
+    """Finite points with no finite neighbour: a line through them would draw nothing."""
+    ok = np.isfinite(values)
+    left = np.concatenate([[False], ok[:-1]])
+    right = np.concatenate([ok[1:], [False]])
+    return ok & ~left & ~right
+
+
 def _draw_series(ax, x, mean, median, lo, hi, pred, dead, colour, few_layers: bool) -> None:
-    """One scheme: band (back), median, mean, mean-field line (front); gaps where not finite."""
+    """One scheme: band (back), median, mean, mean-field line (front); gaps where not finite.
+
+    Isolated finite points (depth 1, or a value between dead layers) get a marker, and an
+    isolated band a vertical bar, so that nothing measured is invisible.
+    """
     if lo is not None and hi is not None:
         ok = np.isfinite(lo) & np.isfinite(hi)
         if ok.any():
-            ax.fill_between(x, np.where(ok, lo, np.nan), np.where(ok, hi, np.nan), where=ok,
-                            color=colour, alpha=0.16, linewidth=0, zorder=1)
+            ax.fill_between(
+                x,
+                np.where(ok, lo, np.nan),
+                np.where(ok, hi, np.nan),
+                where=ok,
+                color=colour,
+                alpha=0.16,
+                linewidth=0,
+                zorder=1,
+            )
+            alone = ok & _isolated(np.where(ok, lo, np.nan))
+            if alone.any():
+                ax.vlines(
+                    x[alone], lo[alone], hi[alone], color=colour, alpha=0.3, linewidth=7, zorder=1
+                )
+    dash = (0, (5, 2.5))
     if median is not None:
-        ax.plot(x, median, color=colour, linestyle=(0, (5, 2.5)), linewidth=1.3, alpha=0.9,
-                zorder=2)
-    ax.plot(x, mean, color=colour, linewidth=2.0, zorder=3,
-            marker="o" if few_layers else None, markersize=3)
+        ax.plot(x, median, color=colour, linestyle=dash, linewidth=1.3, alpha=0.9, zorder=2)
+        alone = _isolated(median)
+        ax.plot(
+            x[alone],
+            median[alone],
+            linestyle="none",
+            marker="_",
+            markersize=12,
+            markeredgewidth=1.5,
+            color=colour,
+            zorder=2,
+        )
+    marks = np.ones_like(mean, dtype=bool) if few_layers else _isolated(mean)
+    ax.plot(x, mean, color=colour, linewidth=2.0, zorder=3)
+    ax.plot(
+        x[marks], mean[marks], linestyle="none", marker="o", markersize=3.5, color=colour, zorder=3
+    )
     if pred is not None:
         ax.plot(x, pred, color="black", linestyle=(0, (1, 2)), linewidth=1.1, zorder=4)
+        alone = _isolated(pred)
+        ax.plot(
+            x[alone],
+            pred[alone],
+            linestyle="none",
+            marker="+",
+            markersize=9,
+            color="black",
+            zorder=4,
+        )
     if dead.any():
-        ax.plot(x[dead], np.full(int(dead.sum()), 0.025), linestyle="none", marker="x",
-                markersize=5, color=colour, transform=ax.get_xaxis_transform(), clip_on=False,
-                zorder=5)
+        ax.plot(
+            x[dead],
+            np.full(int(dead.sum()), 0.025),
+            linestyle="none",
+            marker="x",
+            markersize=5,
+            color=colour,
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            zorder=5,
+        )
 
 
 def _finite_range(*arrays) -> tuple[float, float] | None:
@@ -204,20 +275,28 @@ def _draw_q(ax, runs: list[dict], names: list[str]) -> bool:
         hi = _column(layers, "log10_q_p95", name, required=False)
         dead = _dead_mask(layers, "log10_q")
         any_dead |= bool(dead.any())
-        _draw_series(ax, x, mean, median, lo, hi, pred, dead, _COLOURS[i % len(_COLOURS)],
-                     len(x) <= 16)
+        _draw_series(
+            ax, x, mean, median, lo, hi, pred, dead, _COLOURS[i % len(_COLOURS)], len(x) <= 16
+        )
         arrays += [mean, pred, median, lo, hi]
     span = _finite_range(*arrays)
     if span is not None:
-        for level, what in ((_FLOAT32_Q_UNDERFLOW, "underflows"), (_FLOAT32_Q_OVERFLOW,
-                                                                    "overflows")):
+        for level, what in (
+            (_FLOAT32_Q_UNDERFLOW, "underflows"),
+            (_FLOAT32_Q_OVERFLOW, "overflows"),
+        ):
             if span[0] - 3 <= level <= span[1] + 3:
                 ax.axhline(level, color="0.45", linewidth=0.9, linestyle="-.", zorder=0)
-                ax.annotate(f"a naive float32 pass {what} here (q = $10^{{{level:.1f}}}$)",
-                            (0.01, level), xycoords=("axes fraction", "data"),
-                            xytext=(0, 3 if what == "overflows" else -3),
-                            textcoords="offset points", fontsize=8, color="0.35",
-                            va="bottom" if what == "overflows" else "top")
+                ax.annotate(
+                    f"a naive float32 pass {what} here (q = $10^{{{level:.1f}}}$)",
+                    (0.01, level),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(0, 3 if what == "overflows" else -3),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color="0.35",
+                    va="bottom" if what == "overflows" else "top",
+                )
     ax.set_title("(a) Pre-activation second moment through depth", loc="left")
     ax.set_xlabel("layer l")
     ax.set_ylabel("log10 q_l (pre-activation second moment)\nper unit, in input units\u00b2")
@@ -230,28 +309,28 @@ def _draw_grad(ax, runs: list[dict], names: list[str]) -> bool:
     for i, (result, name) in enumerate(zip(runs, names, strict=True)):
         layers = _layers(result, name)
         summary = result.get("summary") if isinstance(result.get("summary"), dict) else {}
-        x = np.concatenate([[0.0], [_number(r.get("layer", k + 1)) for k, r in
-                                    enumerate(layers)]])
+        x = np.concatenate([[0.0], [_number(r.get("layer", k + 1)) for k, r in enumerate(layers)]])
 
-        def with_input(key: str, summary_key: str | None, required: bool = False):
+        def with_input(key: str, first, required: bool = False, layers=layers, name=name):
             col = _column(layers, key, name, required=required)
-            if col is None:
-                return None
-            first = _number(summary.get(summary_key)) if summary_key else math.nan
-            return np.concatenate([[first], col])
+            return None if col is None else np.concatenate([[_number(first)], col])
 
-        mean = with_input("log10_grad", "log10_input_grad", required=True)
-        pred = with_input("log10_grad_pred", "log10_input_grad_pred")
+        mean = with_input("log10_grad", summary.get("log10_input_grad"), required=True)
+        pred = with_input("log10_grad_pred", summary.get("log10_input_grad_pred"))
+        # no spread of the input gradient is recorded: gaps at l = 0
         median = with_input("log10_grad_median", None)
         lo = with_input("log10_grad_p05", None)
         hi = with_input("log10_grad_p95", None)
-        dead = np.concatenate([[_is_dead(summary.get("log10_input_grad", 0.0))],
-                               _dead_mask(layers, "log10_grad")])
+        dead = np.concatenate(
+            [[_is_dead(summary.get("log10_input_grad", 0.0))], _dead_mask(layers, "log10_grad")]
+        )
         any_dead |= bool(dead.any())
-        _draw_series(ax, x, mean, median, lo, hi, pred, dead, _COLOURS[i % len(_COLOURS)],
-                     len(x) <= 17)
-    ax.set_title("(b) Gradient second moment through depth (backward from the probe at l = L)",
-                 loc="left")
+        _draw_series(
+            ax, x, mean, median, lo, hi, pred, dead, _COLOURS[i % len(_COLOURS)], len(x) <= 17
+        )
+    ax.set_title(
+        "(b) Gradient second moment through depth (backward from the probe at l = L)", loc="left"
+    )
     ax.set_xlabel("layer l (l = 0: input gradient)")
     ax.set_ylabel("log10 g_l (gradient second moment)\nof \u2202loss/\u2202h_l per unit")
     return any_dead
@@ -265,30 +344,80 @@ def _style_handles(dead: bool, band: bool) -> list:
     ]
     if band:
         handles.append(Patch(facecolor=grey, alpha=0.25, label="5-95 % of networks"))
-    handles.append(Line2D([], [], color="black", linewidth=1.1, linestyle=(0, (1, 2)),
-                          label="mean-field prediction"))
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="black",
+            linewidth=1.1,
+            linestyle=(0, (1, 2)),
+            label="mean-field prediction",
+        )
+    )
     if dead:
-        handles.append(Line2D([], [], color=grey, linestyle="none", marker="x",
-                              label="every network dead\n(exactly 0: no value)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=grey,
+                linestyle="none",
+                marker="x",
+                label="every network dead\n(exactly 0: no value)",
+            )
+        )
     return handles
 
 
 def _legends(fig: Figure, names: list[str], runs: list[dict], dead: bool, band: bool) -> None:
     scheme_handles = [
-        Line2D([], [], color=_COLOURS[i % len(_COLOURS)], linewidth=2.5,
-               label=_legend_label(name, run))
+        Line2D(
+            [], [], color=_COLOURS[i % len(_COLOURS)], linewidth=2.5, label=_legend_label(name, run)
+        )
         for i, (name, run) in enumerate(zip(names, runs, strict=True))
     ]
-    fig.legend(handles=scheme_handles, loc="outside right upper", title="scheme",
-               fontsize=9, title_fontsize=9, alignment="left", frameon=False)
-    fig.legend(handles=_style_handles(dead, band), loc="outside right lower", fontsize=9,
-               frameon=False)
+    fig.legend(
+        handles=scheme_handles,
+        loc="outside right upper",
+        title="scheme",
+        fontsize=9,
+        title_fontsize=9,
+        alignment="left",
+        frameon=False,
+    )
+    fig.legend(
+        handles=_style_handles(dead, band), loc="outside right lower", fontsize=9, frameon=False
+    )
 
 
-def _finish_axes(ax) -> None:
+def _subtitle(ax, text: str) -> None:
+    """The set-up in small grey type between the panel title and the axes, wrapped to fit."""
+    lines = textwrap.wrap(text, 95, break_on_hyphens=False)
+    ax.set_title(ax.get_title(loc="left"), loc="left", pad=6 + 11 * len(lines))
+    ax.annotate(
+        "\n".join(lines),
+        xy=(0, 1),
+        xycoords="axes fraction",
+        xytext=(0, 4),
+        textcoords="offset points",
+        fontsize=8.5,
+        color="0.3",
+        va="bottom",
+        ha="left",
+    )
+
+
+def _last_layer(runs: list[dict]) -> float:
+    last = [_number(r["layers"][-1].get("layer", len(r["layers"]))) for r in runs]
+    last = [v for v in last if math.isfinite(v)]
+    return max(last) if last else 1.0
+
+
+def _finish_axes(ax, x_range: tuple[float, float]) -> None:
     ax.grid(True, color="0.88", linewidth=0.7, zorder=0)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.margins(x=0.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    lo, hi = x_range
+    pad = max(0.5, 0.02 * (hi - lo))  # a lone layer still gets whole-number ticks around it
+    ax.set_xlim(lo - pad, hi + pad)
 
 
 def _save(fig: Figure, out_dir: str, stem: str, fmt: str) -> str:
@@ -331,8 +460,9 @@ def _has_band(runs: list[dict], key: str) -> bool:
 
 
 # ------------------------------------------------------------------------------ public
-def plot_run_results(results: Sequence[dict], out_dir, fmt: str = "png",
-                     names: Sequence[str] | None = None) -> list[str]:
+def plot_run_results(
+    results: Sequence[dict], out_dir, fmt: str = "png", names: Sequence[str] | None = None
+) -> list[str]:
     """Figures (a) ``q_depth.<fmt>`` and (b) ``grad_depth.<fmt>`` with every run on each.
 
     Args:
@@ -354,14 +484,14 @@ def plot_run_results(results: Sequence[dict], out_dir, fmt: str = "png",
         fig_q = _new_figure(10.5, 5.2)
         ax = fig_q.add_subplot()
         dead = _draw_q(ax, runs, labels)
-        _finish_axes(ax)
-        fig_q.suptitle(context, fontsize=9, color="0.3", x=0.01, ha="left")
+        _finish_axes(ax, (1, _last_layer(runs)))
+        _subtitle(ax, context)
         _legends(fig_q, labels, runs, dead, _has_band(runs, "log10_q_p05"))
         fig_g = _new_figure(10.5, 5.2)
         ax = fig_g.add_subplot()
         dead = _draw_grad(ax, runs, labels)
-        _finish_axes(ax)
-        fig_g.suptitle(context, fontsize=9, color="0.3", x=0.01, ha="left")
+        _finish_axes(ax, (0, _last_layer(runs)))
+        _subtitle(ax, context)
         _legends(fig_g, labels, runs, dead, _has_band(runs, "log10_grad_p05"))
     # draw both before writing either: a drawing error leaves no file behind
     paths.append(_save(fig_q, out_dir, "q_depth", fmt))
@@ -383,10 +513,9 @@ def plot_compare_result(result_dict: dict, out_dir, fmt: str = "png") -> list[st
         dead = _draw_q(ax_q, runs, labels)
         dead |= _draw_grad(ax_g, runs, labels)
         for ax in (ax_q, ax_g):
-            _finish_axes(ax)
+            _finish_axes(ax, (0, _last_layer(runs)))
         ax_q.tick_params(labelbottom=True)
-        fig.suptitle("Schemes compared: " + _context_line(runs), fontsize=9, color="0.3",
-                     x=0.01, ha="left")
+        _subtitle(ax_q, "schemes compared on one set-up: " + _context_line(runs))
         _legends(fig, labels, runs, dead, _has_band(runs, "log10_q_p05"))
     return [_save(fig, out_dir, "compare", fmt)]
 
