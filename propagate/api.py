@@ -16,7 +16,6 @@ from .errors import InputError
 from .measure import summarize_layers, verdict
 from .network import EngineConfig, Network, simulate
 from .results import RunResult
-from .rng import TRIAL_BLOCK
 from .schemes import resolve_scheme
 
 __all__ = [
@@ -312,7 +311,7 @@ def run(
         "standardized": None if dataset is None else dataset.standardized,
         "head": head,
         "classes": classes if head == "softmax" else None,
-        "rng": f"SFC64 per (seed, stream, layer, block of {TRIAL_BLOCK} trials)",
+        "rng": "SFC64 per (seed, stream, layer, block of trials); see propagate.rng",
         "exactness": _exactness(net),
     }
     return RunResult(config=config, layers=layers, summary=summary)

@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 from .activations import Activation
 from .data import Dataset
 from .errors import InputError
-from .rng import TRIAL_BLOCK, Stream, block_generator, draw
+from .rng import Stream, block_generator, draw, trial_block
 from .schemes import InitSpec, LayerInit, sample_unit
 
 __all__ = [
@@ -179,6 +179,8 @@ def _log_mean_exp(logs: np.ndarray) -> np.ndarray:
 def _sumsq(a: np.ndarray) -> np.ndarray:
     """(trials, batch) squared norms over the last axis, summed in the working dtype per row
     (short rows) and returned as float64."""
+    if a.shape[-1] < 32:  # einsum handles many short rows faster than vecdot
+        return np.einsum("tbn,tbn->tb", a, a).astype(np.float64)
     return np.vecdot(a, a).astype(np.float64)
 
 
@@ -226,12 +228,11 @@ def _plan_chunks(net: Network, cfg: EngineConfig, batch: int) -> int:
     k = max(1, _CACHE_TARGET_BYTES // max(per_trial, 1))
     workers = cfg.workers or min(2, os.cpu_count() or 1)
     k = min(k, max(1, -(-cfg.trials // workers)))
-    if k >= TRIAL_BLOCK:
-        k -= k % TRIAL_BLOCK
-    elif k > 1:
-        # a divisor of the block keeps every chunk inside one random stream
-        k = max(d for d in (1, 2, 4, 8) if d <= k and TRIAL_BLOCK % d == 0)
-    return k
+    # align chunks with the weights' random streams, so no chunk starts inside a stream
+    block = max(trial_block(a * b) for a, b in zip(net.widths[:-1], net.widths[1:]))
+    if k >= block:
+        return k - k % block
+    return max(d for d in (1, 2, 4, 8, 16, 32, 64, 128) if d <= k and block % d == 0)
 
 
 def estimate_memory(net: Network, cfg: EngineConfig) -> dict[str, int]:
@@ -293,7 +294,13 @@ def probe_vectors(net: Network, cfg: EngineConfig, t0: int, t1: int) -> np.ndarr
     """
     batch, width = _effective_batch(cfg), net.widths[-1]
     return draw(
-        cfg.seed, Stream.PROBE, 0, t0, t1, lambda g, k: g.standard_normal((k, batch, width))
+        cfg.seed,
+        Stream.PROBE,
+        0,
+        t0,
+        t1,
+        lambda g, k: g.standard_normal((k, batch, width)),
+        batch * width,
     )
 
 
@@ -304,7 +311,15 @@ def layer_weights(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.n
     (times the per-trial LSUV factor for the lsuv scheme).
     """
     li = net.layer_inits[layer - 1]
-    return draw(seed, Stream.WEIGHTS, layer, t0, t1, lambda g, k: sample_unit(li, g, k))
+    return draw(
+        seed,
+        Stream.WEIGHTS,
+        layer,
+        t0,
+        t1,
+        lambda g, k: sample_unit(li, g, k),
+        li.fan_in * li.fan_out,
+    )
 
 
 def layer_biases(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.ndarray:
@@ -314,9 +329,18 @@ def layer_biases(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.nd
     """
     width = net.widths[layer]
     if net.bias == "torch":
-        return draw(seed, Stream.BIAS, layer, t0, t1,
-                    lambda g, k: (2.0 * g.random((k, 1, width)) - 1.0) * math.sqrt(3.0))
-    return draw(seed, Stream.BIAS, layer, t0, t1, lambda g, k: g.standard_normal((k, 1, width)))
+        return draw(
+            seed,
+            Stream.BIAS,
+            layer,
+            t0,
+            t1,
+            lambda g, k: (2.0 * g.random((k, 1, width)) - 1.0) * math.sqrt(3.0),
+            width,
+        )
+    return draw(
+        seed, Stream.BIAS, layer, t0, t1, lambda g, k: g.standard_normal((k, 1, width)), width
+    )
 
 
 # ----------------------------------------------------------------------------------- engine
@@ -549,7 +573,15 @@ class _Chunk:
         net, cfg, k, batch, dt = self.net, self.cfg, self.k, self.batch, self.dtype
         n_last, classes = net.widths[-1], cfg.classes
         li = net.init.layer(n_last, classes)
-        w = draw(cfg.seed, Stream.HEAD, 0, self.t0, self.t1, lambda g, kk: sample_unit(li, g, kk))
+        w = draw(
+            cfg.seed,
+            Stream.HEAD,
+            0,
+            self.t0,
+            self.t1,
+            lambda g, kk: sample_unit(li, g, kk),
+            n_last * classes,
+        )
         u = np.matmul(h.astype(np.float64), w.transpose(0, 2, 1))  # (k, batch, classes)
         log_scale = np.minimum(log_s + math.log(li.std), 600.0)
         logits = u * np.exp(log_scale)[:, None, None]
@@ -566,6 +598,7 @@ class _Chunk:
                 self.t0,
                 self.t1,
                 lambda g, kk: g.integers(0, classes, size=(kk, batch)),
+                batch,
             )
         onehot = np.zeros_like(p)
         np.put_along_axis(onehot, labels[..., None], 1.0, axis=2)

@@ -73,10 +73,10 @@ def test_mean_field_with_bias(bias_std):
 
 
 def test_narrow_relu_backward_needs_the_survival_factor():
-    """Width 3: dead layers zero every derivative above them (THEORY.md section 1)."""
+    """Width 2: dead layers zero every derivative above them (THEORY.md section 1)."""
     act = make_activation("relu")
     net = Network(
-        widths=(4, 3, 3, 3, 3), activation=act, init=resolve_scheme("he-normal", activation=act)
+        widths=(4, 2, 2, 2, 2), activation=act, init=resolve_scheme("he-normal", activation=act)
     )
     cfg = EngineConfig(batch=1, trials=20000, seed=2, dtype=np.float64)
     stats = simulate(net, cfg)

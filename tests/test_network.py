@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 
 from propagate.activations import make_activation
-from propagate.network import EngineConfig, Network, simulate
-from propagate.rng import Stream, block_generator, draw
-from propagate.schemes import resolve_scheme, sample_unit
+from propagate.network import (
+    EngineConfig,
+    Network,
+    layer_biases,
+    layer_weights,
+    probe_vectors,
+    simulate,
+)
+from propagate.rng import Stream, block_generator
+from propagate.schemes import resolve_scheme
 
 LN10 = math.log(10.0)
 
@@ -37,31 +44,13 @@ def _oracle(net: Network, seed: int, batch: int, trial: int, x=None, perturb=Non
     widths, act = net.widths, net.activation
     if x is None:
         x = block_generator(seed, Stream.INPUT, 0, 0).standard_normal((batch, widths[0]))
-    g = draw(
-        seed,
-        Stream.PROBE,
-        0,
-        trial,
-        trial + 1,
-        lambda gen, k: gen.standard_normal((k, batch, widths[-1])),
-    )[0]
+    cfg = EngineConfig(batch=batch, trials=trial + 1, seed=seed)
+    g = probe_vectors(net, cfg, trial, trial + 1)[0]
     ws, bs = [], []
     for l in range(1, net.depth + 1):
-        li = net.layer_inits[l - 1]
-        w = draw(
-            seed, Stream.WEIGHTS, l, trial, trial + 1, lambda gen, k, li=li: sample_unit(li, gen, k)
-        )
-        ws.append(w[0] * li.std)
-        if net.bias_std > 0:
-            b = draw(
-                seed,
-                Stream.BIAS,
-                l,
-                trial,
-                trial + 1,
-                lambda gen, k, n=widths[l]: gen.standard_normal((k, 1, n)),
-            )
-            bs.append(b[0, 0] * net.bias_std)
+        ws.append(layer_weights(net, seed, l, trial, trial + 1)[0] * net.layer_inits[l - 1].std)
+        if net.has_bias:
+            bs.append(layer_biases(net, seed, l, trial, trial + 1)[0, 0] * net.bias_stds[l - 1])
         else:
             bs.append(np.zeros(widths[l]))
     if perturb is not None:
@@ -257,12 +246,16 @@ def test_dead_networks_are_reported_as_exact_zeros():
 def test_tanh_stays_exact_far_below_and_above_the_linear_regime():
     """tanh with gauss 0.01 is linear for hundreds of layers: q_500 ~ 10^-1097, not 0; std 10
     saturates every unit and must give no warnings, NaN or infinities."""
-    small = simulate(_net((64,) * 501, scheme="gauss", activation="tanh"),
-                     EngineConfig(batch=8, trials=8, seed=0))
+    small = simulate(
+        _net((64,) * 501, scheme="gauss", activation="tanh"),
+        EngineConfig(batch=8, trials=8, seed=0),
+    )
     assert np.all(np.isfinite(small.log_q)) and np.all(np.isfinite(small.log_g))
     assert -1110 < np.median(small.log_q[:, -1]) / LN10 < -1090
-    big = simulate(_net((64,) * 51, scheme="gauss", activation="tanh", std=10.0),
-                   EngineConfig(batch=8, trials=8, seed=0))
+    big = simulate(
+        _net((64,) * 51, scheme="gauss", activation="tanh", std=10.0),
+        EngineConfig(batch=8, trials=8, seed=0),
+    )
     assert np.all(np.isfinite(big.log_q)) and np.all(np.isfinite(big.log_g))
     # saturated: |h| = 1 almost everywhere, so m_l ~ 1
     assert np.all(np.abs(big.log_m[:, 5:]) < 0.05)
