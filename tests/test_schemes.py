@@ -257,10 +257,11 @@ def test_prefix_property(name, dist, shape):
     many = S.sample_unit(li, block_generator(11, Stream.WEIGHTS, 2, 0), 7)
     assert few.dtype == np.float64 and few.shape == (3, shape[1], shape[0])
     np.testing.assert_array_equal(few, many[:3])
-    whole = draw(5, Stream.WEIGHTS, 1, 0, 40, lambda g, k: S.sample_unit(li, g, k))
+    per_trial = shape[0] * shape[1]
+    whole = draw(5, Stream.WEIGHTS, 1, 0, 300, lambda g, k: S.sample_unit(li, g, k), per_trial)
     parts = [
-        draw(5, Stream.WEIGHTS, 1, a, b, lambda g, k: S.sample_unit(li, g, k))
-        for a, b in ((0, 9), (9, 33), (33, 40))
+        draw(5, Stream.WEIGHTS, 1, a, b, lambda g, k: S.sample_unit(li, g, k), per_trial)
+        for a, b in ((0, 9), (9, 33), (33, 40), (40, 257), (257, 300))
     ]
     np.testing.assert_array_equal(whole, np.concatenate(parts))
     assert S.sample_unit(li, _gen("empty"), 0).shape == (0, shape[1], shape[0])
