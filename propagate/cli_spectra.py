@@ -215,7 +215,9 @@ def print_spectra(result, *, all_layers: bool = False, console=None) -> None:
                     f"{_fmt_cos(series['mean'][layer])} / {_fmt_cos(series['pred'][layer])}"
                 )
             if corr.get("asymptote"):
-                cells.append(_fmt_cos(corr["asymptote"][layer]))
+                value = corr["asymptote"][layer]
+                # 1 - 9 pi^2/(2 l^2) is a large-l statement: meaningless while it is negative
+                cells.append(_fmt_cos(value) if value is not None and value > 0 else "-")
             table.add_row(*cells)
         console.print(table)
     console.print(summary["message"])
