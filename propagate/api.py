@@ -264,6 +264,7 @@ def run(
     summary = verdict(net, layers, extras["log10_input_grad"], extras["signal_share"])
     summary["log10_input_grad_pred"] = extras["log10_input_grad_pred"]
     summary["log10_m0"] = extras["log10_m0"]
+    summary["finite_width_notes"] = extras["finite_width_notes"]
     warnings = []
     if stats.scale_range_warning:
         warnings.append(

@@ -43,6 +43,7 @@ from .cli_options import (
 from .cli_plots import Format, PlotDir, check_plot_target, write_run_plots
 from .cli_plots import register as register_plot_commands
 from .cli_spectra import register as register_spectra_command
+from .cli_sweep import register as register_sweep_commands
 from .errors import InputError
 
 app = typer.Typer(
@@ -158,6 +159,7 @@ def schemes(json_out: Json = False) -> None:
 
 register_plot_commands(app)
 register_spectra_command(app)
+register_sweep_commands(app)
 
 
 def _kind(exc: BaseException, *names: str) -> bool:

@@ -133,6 +133,13 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
             row["lsuv_factor"] = float(np.exp(np.mean(stats.lsuv_log_factor[:, i])))
             row["lsuv_iterations"] = float(np.mean(stats.lsuv_iterations[:, i]))
         layers.append(row)
+    from .finite_width import finite_width_predictions
+
+    batch = min(cfg.batch, cfg.data.n_samples) if cfg.data is not None else cfg.batch
+    finite, notes = finite_width_predictions(net, stats, batch=batch)
+    for row, extra in zip(layers, finite):
+        # only what is predicted: a null log10 field would read back as -inf ("dead")
+        row.update({key: value for key, value in extra.items() if value is not None})
     signal_share = None
     if net.has_bias:
         plain = theory.mean_field(
@@ -141,6 +148,7 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
         )
         signal_share = float((plain["log_q"][-1] - pred["log_q"][-1]) / LN10)
     extras = {
+        "finite_width_notes": notes,
         "signal_share": signal_share,
         "log10_input_grad": float(g_mean[0]),
         "log10_input_grad_pred": float(g_pred[0] / LN10),
