@@ -143,8 +143,11 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
     signal_share = None
     if net.has_bias:
         plain = theory.mean_field(
-            list(net.widths), list(net.weight_vars),
-            net.activation, bias_var=0.0, input_second_moment=float(np.exp(stats.log_m0[0])),
+            list(net.widths),
+            list(net.weight_vars),
+            net.activation,
+            bias_var=0.0,
+            input_second_moment=float(np.exp(stats.log_m0[0])),
         )
         signal_share = float((plain["log_q"][-1] - pred["log_q"][-1]) / LN10)
     extras = {
@@ -201,19 +204,31 @@ def verdict(
         factor_pred = factor_meas = last_step = 0.0
     total_change = q_pred[-1] - q_pred[0]
     washed_out = signal_share is not None and signal_share < -1
+    # the typical network: median over networks, and the share of inputs that die
+    med = [row["log10_q_median"] for row in layers]
+    typical_change = med[-1] - med[0] if math.isfinite(med[0]) else 0.0
+    p_dead_last = layers[-1]["p_dead"]
+    typical_lost = typical_change < -1 or p_dead_last > 0.05
+    regime = "mean"
     if total_change < -1 or washed_out:
         kind = "vanishing"
+        regime = "input-share" if washed_out else "mean"
     elif total_change > 1:
         kind = "exploding"
+    elif typical_lost:
+        kind, regime = "vanishing", "typical"
     else:
-        kind = "stable"
+        kind, regime = "stable", None
+    # tanh is not geometric: near its critical point q decays algebraically (about 1/l)
+    geometric = act.is_rectifier
     gain2 = 1.0 if act.name == "tanh" else 2.0 / (1.0 + act.negative_slope**2)
     rec = [math.sqrt(gain2 / n) for n in net.widths[:-1]]
     naive = {}
+    step = last_step if geometric else 0.0  # no geometric extrapolation for tanh
     for name, (lo, hi) in FLOAT_LIMITS.items():
         naive[name] = {
-            "underflow_layer": _crossing(q_pred, last_step, 2 * lo, below=True),
-            "overflow_layer": _crossing(q_pred, last_step, 2 * hi, below=False),
+            "underflow_layer": _crossing(q_pred, step, 2 * lo, below=True),
+            "overflow_layer": _crossing(q_pred, step, 2 * hi, below=False),
         }
     factor = 10**factor_pred
     words = []
@@ -223,6 +238,16 @@ def verdict(
             f"(measured 10^{q_meas[-1]:.1f}; 10^{q_pred[0]:.1f} at layer 1), but the input's "
             f"share of it at layer {depth} is 10^{signal_share:.1f}: the input signal is washed "
             "out by the biases."
+        )
+    elif regime == "typical":
+        median_text = (
+            f"10^{typical_change:+.1f} of layer 1's" if math.isfinite(typical_change) else "dead"
+        )
+        words.append(
+            f"the mean second moment is preserved (factor {factor:.4g} per layer, exact in "
+            f"expectation), but the typical network is not: the median network's q_{depth} is "
+            f"{median_text}, and {100 * p_dead_last:.1f} % of inputs give an all-zero "
+            f"h_{depth}. The layers are too narrow for this depth (see the notes below)."
         )
     elif kind == "stable":
         words.append(
@@ -264,14 +289,30 @@ def verdict(
         rule = f"std = sqrt(2/((1+a^2) fan_in)) with a = {act.negative_slope:g} (He)"
     else:
         rule = "std = sqrt(2/fan_in) (He)"
-    lead = "For comparison, the variance-preserving rule is" if kind == "stable" else "Fix:"
-    if len(fans) == 1:
-        words.append(f"{lead} {rule} = {rec[0]:.4g} at fan-in {fans[0]}.")
+    current = [math.sqrt(li.weight_var) for li in net.layer_inits]
+    already = all(abs(c / r - 1) < 1e-6 for c, r in zip(current, rec))
+    tail = ""
+    if regime == "typical":
+        lead = "The std already follows the rule" if already else "Rule:"
+        tail = (
+            "; widen the layers, or see `propagate recommend` for the std that keeps the "
+            "typical norm"
+        )
+    elif already:
+        lead = "The std already follows the rule"
+        if act.name == "tanh" and kind == "vanishing":
+            tail = "; at this critical point q decays algebraically (about 1/l), not geometrically"
     else:
-        words.append(f"{lead} {rule}, per layer: " + ", ".join(f"{r:.3g}" for r in rec) + ".")
+        lead = "For comparison, the variance-preserving rule is" if kind == "stable" else "Fix:"
+    if len(fans) == 1:
+        words.append(f"{lead} {rule} = {rec[0]:.4g} at fan-in {fans[0]}{tail}.")
+    else:
+        values = ", ".join(f"{r:.3g}" for r in rec)
+        words.append(f"{lead} {rule}, per layer: {values}{tail}.")
     return {
         "verdict": kind,
-        "factor_per_layer": float(factor),
+        "regime": regime,
+        "factor_per_layer": float(f"{factor:.12g}"),
         "factor_per_layer_measured": float(10**factor_meas) if math.isfinite(factor_meas) else 0.0,
         "log10_change_pred": float(total_change),
         "log10_change": float(q_meas[-1] - q_meas[0]) if math.isfinite(q_meas[-1]) else -math.inf,
@@ -281,5 +322,6 @@ def verdict(
         "gradient_log10_change_pred": float(g_pred[0] - g_pred[-1]) if depth > 1 else 0.0,
         "log10_input_grad": gradient_in,
         "log10_signal_share": signal_share,
+        "log10_typical_change": float(typical_change),
         "message": " ".join(words),
     }

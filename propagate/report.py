@@ -5,17 +5,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["print_run", "print_schemes", "fmt_log10", "layer_rows_to_show"]
 
 
 def fmt_log10(value: float | None, digits: int = 1) -> str:
-    """'-75.1' for a finite log10, '-inf' (dead: exactly 0) otherwise."""
+    """'-75.1' for a finite log10, '-inf' (dead: exactly 0) otherwise; never '-0.0'."""
     if value is None or not math.isfinite(value):
         return "-inf"
-    return f"{value:.{digits}f}"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def fmt_ratio(value: float) -> str:
@@ -67,6 +70,8 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
             f"{realised:.4g} realised (mean over layers and networks)"
         )
     table = Table(
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
         caption="log10 values. q: pre-activation second moment per unit (mean over networks); "
         "pred: mean-field prediction; ratio: measured/predicted; 5-95%: spread over networks; "
         "dead: units off for every input; grad: second moment of dloss/dh_l per unit; "
@@ -131,22 +136,20 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
 
 
 def print_schemes(rows: list[dict], console: Console | None = None) -> None:
-    """One block per scheme: formula first, framework names and traps after."""
+    """One row per scheme: formula first, framework names and traps after."""
     console = console or _console()
     table = Table(title="init schemes (named by formula)", show_lines=True)
     for col in ("scheme", "law", "variance", "bound / std", "ReLU factor", "framework names"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        names = row.get("frameworks", "")
+        names = escape(str(row.get("frameworks", "")))
         if row.get("traps"):
-            names = f"{names}\n[yellow]trap:[/yellow] {row['traps']}"
+            names = f"{names}\n[yellow]trap:[/yellow] {escape(str(row['traps']))}"
         aliases = ", ".join(row.get("aliases", ()))
-        table.add_row(
-            f"[bold]{row['name']}[/bold]" + (f"\n({aliases})" if aliases else ""),
-            str(row.get("law", "")),
-            str(row.get("variance", "")),
-            str(row.get("bound_or_std", "")),
-            str(row.get("relu_factor", "")),
-            names,
-        )
+        cells = [
+            escape(str(row.get(key, "")))
+            for key in ("law", "variance", "bound_or_std", "relu_factor")
+        ]
+        name = f"[bold]{escape(row['name'])}[/bold]" + (f"\n({escape(aliases)})" if aliases else "")
+        table.add_row(name, *cells, names)
     console.print(table)
