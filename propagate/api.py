@@ -121,7 +121,10 @@ def build_network(
     if isinstance(bias_std, str) and bias_std.strip().lower() == "torch":
         bias, bias_std = "torch", 0.0
     else:
-        bias_std = check_scale("--bias-std", bias_std, allow_zero=True) or 0.0
+        try:
+            bias_std = check_scale("--bias-std", bias_std, allow_zero=True) or 0.0
+        except InputError as exc:
+            raise InputError(f"{exc} (or 'torch' for nn.Linear's uniform bias)") from None
     gain = check_scale("--gain", gain)
     std = check_scale("--std", std)
     if trunc_bounds is not None:

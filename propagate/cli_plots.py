@@ -304,7 +304,7 @@ def plot(results: ResultsPath, out: PlotOut = None, fmt: Format = "png") -> None
 
     try:
         fmt = _check_format(fmt)
-        result = load_result(results)
+        result = _load_any(results, load_result)
         out_dir = out if out is not None else (os.path.dirname(os.path.abspath(results)))
         _check_folder(out_dir, "--out")
         written = write_run_plots(result, out_dir, fmt)
@@ -312,6 +312,22 @@ def plot(results: ResultsPath, out: PlotOut = None, fmt: Format = "png") -> None
         fail(str(exc))
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+def _load_any(path: str, load_result):
+    """A run/compare/spectra/recommend result, or a sweep (which has rows, not layers)."""
+    import json
+
+    try:
+        with open(path) as fh:
+            kind = json.load(fh).get("kind")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        kind = None  # load_result gives the one-line error
+    if kind == "sweep":
+        from .sweep import load_sweep
+
+        return load_sweep(path)
+    return load_result(path)
 
 
 def register(app: typer.Typer) -> None:
