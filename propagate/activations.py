@@ -188,9 +188,9 @@ def make_activation(name: str, negative_slope: float | None = None) -> Activatio
     if key not in ACTIVATIONS:
         raise InputError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
     if negative_slope is not None:
-        if not math.isfinite(negative_slope) or negative_slope < 0:
+        if not math.isfinite(negative_slope) or not 0 <= negative_slope <= 100:
             raise InputError(
-                f"--negative-slope {negative_slope} is not allowed; give a finite number >= 0"
+                f"--negative-slope {negative_slope} is not allowed; give a number from 0 to 100"
             )
         if key != "leaky-relu":
             raise InputError(f"--negative-slope only applies to leaky-relu, not {key!r}")

@@ -31,21 +31,35 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 HEADS = ("probe", "softmax")
 
 
-def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` as an int >= minimum, else a one-line InputError naming ``name``."""
+def check_positive_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in [minimum, maximum], else a one-line InputError naming ``name``.
+
+    Whole numbers are parsed exactly (no detour through float), so large seeds stay distinct.
+    """
+    allowed = f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum else "")
     if isinstance(value, bool) or value is None:
-        raise InputError(f"{name} {value!r} is not allowed; give a whole number >= {minimum}")
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise InputError(
-            f"{name} {value!r} is not a number; give a whole number >= {minimum}"
-        ) from None
-    if not math.isfinite(as_float) or as_float != int(as_float) or int(as_float) < minimum:
-        raise InputError(f"{name} {value!r} is not allowed; give a whole number >= {minimum}")
-    return int(as_float)
+        raise InputError(f"{name} {value!r} is not allowed; give {allowed}")
+    if isinstance(value, int | np.integer):
+        number = int(value)
+    else:
+        text = str(value).strip()
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                as_float = float(text)
+            except ValueError:
+                raise InputError(f"{name} {value!r} is not a number; give {allowed}") from None
+            if not math.isfinite(as_float) or as_float != int(as_float):
+                raise InputError(f"{name} {value!r} is not allowed; give {allowed}") from None
+            number = int(as_float)
+    if number < minimum or (maximum is not None and number > maximum):
+        raise InputError(f"{name} {value!r} is not allowed; give {allowed}")
+    return number
 
 
+MAX_DEPTH = 100_000  # layers; deeper stacks are better studied with the exact law directly
+MAX_WIDTH = 1_000_000
 SCALE_RANGE = (1e-100, 1e100)  # std, gain, bias std: their squares stay normal float64
 
 
@@ -87,7 +101,9 @@ def parse_widths(text: str | Sequence[int]) -> tuple[int, ...]:
             f"--widths {text!r} is not allowed; give at least two comma-separated whole numbers "
             ">= 1 (input width first), e.g. 64,64,64"
         )
-    return tuple(check_positive_int("--widths entry", item) for item in items)
+    if len(items) > MAX_DEPTH + 1:
+        raise InputError(f"--widths has {len(items) - 1} layers; at most {MAX_DEPTH} are allowed")
+    return tuple(check_positive_int("--widths entry", item, maximum=MAX_WIDTH) for item in items)
 
 
 def build_network(
@@ -111,9 +127,13 @@ def build_network(
             raise InputError("give either --widths or --depth/--fan-in, not both")
         widths = parse_widths(widths)
     else:
-        depth = check_positive_int("--depth", 30 if depth is None else depth)
-        fan_in = check_positive_int("--fan-in", 64 if fan_in is None else fan_in)
+        depth = check_positive_int("--depth", 30 if depth is None else depth, maximum=MAX_DEPTH)
+        fan_in = check_positive_int("--fan-in", 64 if fan_in is None else fan_in,
+                                    maximum=MAX_WIDTH)
         widths = (fan_in,) * (depth + 1)
+    if not isinstance(activation, str):
+        raise InputError(f"--activation {activation!r} is not allowed; give relu, leaky-relu, "
+                         "linear or tanh")
     act = make_activation(
         activation, check_finite("--negative-slope", negative_slope, nonnegative=True)
     )
@@ -128,6 +148,8 @@ def build_network(
     gain = check_scale("--gain", gain)
     std = check_scale("--std", std)
     if trunc_bounds is not None:
+        if not isinstance(trunc_bounds, tuple | list) or len(trunc_bounds) != 2:
+            raise InputError(f"--trunc-bounds {trunc_bounds!r} is not allowed; give two numbers a,b")
         a, b = (check_finite("--trunc-bounds", v) for v in trunc_bounds)
         if not a < b:
             raise InputError(
@@ -135,10 +157,18 @@ def build_network(
                 "below the upper one"
             )
         trunc_bounds = (a, b)
+    if not isinstance(scheme, str):
+        raise InputError(f"--scheme {scheme!r} is not allowed; see `propagate schemes`")
     spec = resolve_scheme(
         scheme, activation=act, dist=dist, gain=gain, mode=mode, std=std, trunc_bounds=trunc_bounds
     )
-    return Network(widths=widths, activation=act, init=spec, bias_std=bias_std, bias=bias)
+    try:
+        return Network(widths=widths, activation=act, init=spec, bias_std=bias_std, bias=bias)
+    except ArithmeticError:
+        raise InputError(
+            f"--scheme {spec.name} with these --std/--trunc-bounds gives no usable weight law "
+            "(the truncation window is too narrow for the std); widen --trunc-bounds"
+        ) from None
 
 
 def _exactness(net: Network) -> str:
@@ -234,6 +264,8 @@ def run(
         workers = check_positive_int("--workers", workers)
     if chunk_trials is not None:
         chunk_trials = check_positive_int("--chunk-trials", chunk_trials)
+    if data is not None and not isinstance(data, str | Dataset):
+        raise InputError(f"--data {type(data).__name__} is not allowed; give 'digits' or a path")
     dataset = load_data(data, standardize_features=standardize) if isinstance(data, str) else data
     if dataset is not None:
         if dataset.n_features != net.widths[0]:
@@ -243,6 +275,13 @@ def run(
                 f"{dataset.n_features},..."
             )
         batch = min(batch, dataset.n_samples)
+        peak = float(np.max(np.abs(dataset.x)))
+        log10_m0 = 2 * math.log10(peak) + math.log10(float(np.mean((dataset.x / peak) ** 2)))
+        if abs(log10_m0) > 290:
+            raise InputError(
+                f"--data {dataset.name!r}: its second moment is 1e{log10_m0:.0f}, outside what "
+                "float64 predictions can hold; drop --no-standardize or rescale the data"
+            )
     if classes is None:
         classes = dataset.n_classes if dataset is not None and dataset.n_classes else 10
     classes = check_positive_int("--classes", classes, minimum=2)

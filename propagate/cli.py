@@ -94,6 +94,7 @@ def run(
 
     try:
         fmt = check_plot_target(plot_dir, fmt)
+        _check_outputs(csv, out)
         result = run_api(
             depth=depth,
             fan_in=fan_in,
@@ -129,12 +130,25 @@ def run(
             typer.echo(f"wrote {path}")
 
 
+def _check_outputs(csv_path: str | None, out_dir: str | None) -> None:
+    """Refuse unusable output paths before anything is computed or written."""
+    from .results import check_output_file
+
+    if out_dir is not None:
+        if not out_dir.strip():
+            raise InputError("--out '' is not a folder path")
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise InputError(f"--out {out_dir!r} exists and is not a folder")
+        for name in ("results.json", "results.csv"):
+            check_output_file(os.path.join(out_dir, name), "--out")
+    if csv_path is not None:
+        check_output_file(csv_path, "--csv")
+
+
 def _write_outputs(result, csv_path: str | None, out_dir: str | None) -> None:
     from .results import atomic_write
 
     if out_dir is not None:
-        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-            raise InputError(f"--out {out_dir!r} exists and is not a folder")
         atomic_write(os.path.join(out_dir, "results.json"), result.to_json())
         atomic_write(os.path.join(out_dir, "results.csv"), result.to_csv())
     if csv_path is not None:
@@ -191,5 +205,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(130)
         if _kind(exc, "Exit"):
             sys.exit(getattr(exc, "exit_code", 0))
-        raise
+        if os.environ.get("PROPAGATE_DEBUG"):
+            raise
+        # a bug, not bad input: one line (PROPAGATE_DEBUG=1 shows the traceback)
+        message = str(exc).splitlines()[0][:300] if str(exc) else ""
+        typer.echo(f"propagate: internal error: {type(exc).__name__}: {message}", err=True)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

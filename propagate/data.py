@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +51,13 @@ class Dataset:
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
-    """Per-feature (x - mean) / std over samples; features with zero spread become 0."""
+    """Per-feature (x - mean) / std over samples; features with zero spread become 0.
+
+    Each feature is first divided by its largest magnitude (the result is the same), so values
+    near 1e300 or 1e-320 neither overflow nor underflow.
+    """
+    peak = np.max(np.abs(x), axis=0)
+    x = x / np.where(peak > 0, peak, 1.0)
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     centred = x - mean
@@ -96,7 +103,7 @@ def _load_file(path: str) -> tuple[np.ndarray, np.ndarray | None]:
                 "save a plain numeric array"
             ) from None
         raise InputError(f"--data {path!r} is not a readable .npy/.npz file ({exc})") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"--data {path!r} is not a readable .npy/.npz file ({exc})") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
@@ -165,6 +172,13 @@ def load_data(source: str, *, standardize_features: bool = True) -> Dataset:
             labels = labels.astype(np.int64)
     if standardize_features:
         x = standardize(x)
+        if not np.any(x):
+            raise InputError(
+                f"--data {name!r}: after standardising every value is 0 (a single sample, or "
+                "no feature varies); use more samples or --no-standardize"
+            )
+    elif not np.any(x):
+        raise InputError(f"--data {name!r} holds only zeros; there is no signal to propagate")
     if not math.isfinite(float(np.max(np.abs(x)))):
         raise InputError(f"--data {name!r} overflows float64 after standardisation")
     return Dataset(x=x, labels=labels, name=name, standardized=standardize_features)

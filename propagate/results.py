@@ -17,7 +17,9 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["RunResult", "atomic_write", "load_result", "FORMAT_VERSION", "jsonable"]
+__all__ = [
+    "RunResult", "atomic_write", "check_output_file", "load_result", "FORMAT_VERSION", "jsonable",
+]
 
 FORMAT_VERSION = 1
 
@@ -52,12 +54,31 @@ def _umask() -> int:
     return mask
 
 
+def check_output_file(path: str, option: str = "output") -> str:
+    """The real path a result may be written to, or a one-line InputError.
+
+    Only regular files are ever replaced: a device, folder, socket or pipe at ``path`` is
+    refused; a symbolic link is followed, so its target is what gets replaced.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise InputError(f"{option} {path!r} is not a file path")
+    real = os.path.realpath(path)
+    if os.path.exists(real) and not os.path.isfile(real):
+        raise InputError(f"{option} {path!r} exists and is not a regular file; give a file path")
+    folder = os.path.dirname(real)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError(f"{option} {path!r}: {folder!r} is not a folder")
+    return real
+
+
 def atomic_write(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, then rename.
 
     Nothing is left half-written: either the old file (or none) or the complete new one exists.
+    Only a regular file (or a link to one) is ever replaced.
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    path = check_output_file(path)
+    folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
@@ -158,4 +179,6 @@ def load_result(path: str) -> RunResult:
         raise InputError(f"{path!r} cannot be read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path!r} is not valid JSON (line {exc.lineno}): corrupt file?") from None
+    except (RecursionError, TypeError, ValueError):
+        raise InputError(f"{path!r} is not a propagate results file") from None
     return RunResult.from_dict(data)

@@ -67,7 +67,7 @@ def test_bad_files_exit_2_from_the_cli(tmp_path, capsys):
 
 
 def test_wrong_width_names_both_widths(tmp_path, capsys):
-    np.save(tmp_path / "x.npy", np.ones((10, 13)))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(10, 13)))
     with pytest.raises(SystemExit) as info:
         main(["run", "--depth", "2", "--fan-in", "64", "--data", str(tmp_path / "x.npy")])
     err = capsys.readouterr().err
