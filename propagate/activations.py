@@ -173,11 +173,22 @@ class Activation:
         h_hat = np.where(small, z_hat * ratio, h)
         return h_hat.astype(z_hat.dtype, copy=False), new_log
 
-    def tanh_derivative(self, z_hat: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
-        """phi'(z) = 1 - tanh(z)^2 for the true z = exp(log_scale) z_hat (tanh only)."""
+    def tanh_derivative(
+        self, z_hat: np.ndarray, log_scale: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """phi'(z) = 1 - tanh(z)^2 = sech(z)^2 for the true z = exp(log_scale) z_hat (tanh only).
+
+        Returned in the log domain, so saturated units (sech^2 ~ 4 e^{-2|z|}, far below the
+        working dtype's range) keep their exact relative size: ``(d_hat, log_d)`` with
+        phi'(z) = exp(log_d) d_hat per trial, d_hat in (0, 1] in the working dtype.
+        """
         scale = np.exp(np.minimum(log_scale, math.log(_TANH_SCALE_CAP)))
-        t = np.tanh(z_hat * scale.astype(z_hat.dtype)[:, None, None])
-        return (1.0 - t * t).astype(z_hat.dtype, copy=False)
+        x = np.abs(z_hat.astype(np.float64) * scale[:, None, None])
+        # log sech^2 x = log 4 - 2x - 2 log(1 + e^{-2x}), exact for every x >= 0
+        log_d = math.log(4.0) - 2.0 * x - 2.0 * np.log1p(np.exp(-2.0 * x))
+        top = log_d.max(axis=(1, 2))
+        d_hat = np.exp(log_d - top[:, None, None]).astype(z_hat.dtype)
+        return d_hat, top
 
 
 def make_activation(name: str, negative_slope: float | None = None) -> Activation:

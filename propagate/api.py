@@ -128,12 +128,12 @@ def build_network(
         widths = parse_widths(widths)
     else:
         depth = check_positive_int("--depth", 30 if depth is None else depth, maximum=MAX_DEPTH)
-        fan_in = check_positive_int("--fan-in", 64 if fan_in is None else fan_in,
-                                    maximum=MAX_WIDTH)
+        fan_in = check_positive_int("--fan-in", 64 if fan_in is None else fan_in, maximum=MAX_WIDTH)
         widths = (fan_in,) * (depth + 1)
     if not isinstance(activation, str):
-        raise InputError(f"--activation {activation!r} is not allowed; give relu, leaky-relu, "
-                         "linear or tanh")
+        raise InputError(
+            f"--activation {activation!r} is not allowed; give relu, leaky-relu, linear or tanh"
+        )
     act = make_activation(
         activation, check_finite("--negative-slope", negative_slope, nonnegative=True)
     )
@@ -149,7 +149,9 @@ def build_network(
     std = check_scale("--std", std)
     if trunc_bounds is not None:
         if not isinstance(trunc_bounds, tuple | list) or len(trunc_bounds) != 2:
-            raise InputError(f"--trunc-bounds {trunc_bounds!r} is not allowed; give two numbers a,b")
+            raise InputError(
+                f"--trunc-bounds {trunc_bounds!r} is not allowed; give two numbers a,b"
+            )
         a, b = (check_finite("--trunc-bounds", v) for v in trunc_bounds)
         if not a < b:
             raise InputError(
@@ -310,9 +312,25 @@ def run(
     warnings = []
     if stats.scale_range_warning:
         warnings.append(
-            "within one network, inputs' squared norms spanned more than 1e30; float32 "
-            "statistics may have lost digits for the smallest: rerun with --dtype float64"
+            "within one network, inputs' squared norms spanned more than 1e30; statistics may "
+            "have lost digits for the smallest"
+            + (": rerun with --dtype float64" if dtype == "float32" else "")
         )
+    if stats.resolution_warning:
+        warnings.append(
+            "a pre-activation variance fell below 1e-10 of its second moment (inputs aligned, "
+            "or biases dominate): float32 cannot resolve it; rerun with --dtype float64 for "
+            "log10_var"
+        )
+    if net.init.scheme.kind == "lsuv":
+        from .network import LSUV_MAX_ITER
+
+        capped = int(np.sum(stats.lsuv_iterations >= LSUV_MAX_ITER))
+        if capped:
+            warnings.append(
+                f"lsuv: {capped} (network, layer) pairs did not reach variance 1 within "
+                f"{LSUV_MAX_ITER} iterations (biases dominate?); those layers keep their last scale"
+            )
     if head == "softmax":
         ratio = float(np.mean(stats.head["entropy"]) / math.log(classes))
         if ratio < 0.5:

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,6 +160,7 @@ class TrialStats:
     lsuv_iterations: np.ndarray  # (T, L)
     head: dict[str, np.ndarray]  # softmax head: (T,) max_prob, entropy, loss, log_g_top
     scale_range_warning: bool = False  # a trial's samples spanned > 1e30 in squared norm
+    resolution_warning: bool = False  # a variance fell below float32's resolution of q
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -242,15 +244,18 @@ def estimate_memory(net: Network, cfg: EngineConfig) -> dict[str, int]:
     workers = min(cfg.workers or min(2, os.cpu_count() or 1), -(-cfg.trials // k))
     itemsize = np.dtype(cfg.dtype).itemsize
     widest = max(net.widths)
-    act = 5 * k * batch * widest * itemsize  # z, h, gradient, temporaries
+    act = 8 * k * batch * widest * itemsize  # two buffers, mask, temporaries (measured peak)
     units = sum(net.widths[1:])
     masks = k * batch * units * (itemsize if net.activation.name == "tanh" else 1)
-    weights_f64 = 2 * k * max(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * 8
+    # a layer's draw in float64, its cast, the scaled copy and the float64 copy for batch sums
+    weights_f64 = 4 * k * max(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * 8
     kept = k * sum(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * itemsize
     keep = cfg.keep_weights if cfg.keep_weights is not None else kept <= _WEIGHT_KEEP_BYTES
     per_worker = act + masks + weights_f64 + (kept if keep else 0) + 4 * k * batch * 8 * net.depth
     stats = cfg.trials * (12 * net.depth + 8) * 8
     inputs = (cfg.data.x.nbytes if cfg.data is not None else 0) + 2 * k * batch * net.widths[0] * 8
+    if cfg.head == "softmax":  # classifier weights, logits, probabilities, one-hot, gradient
+        per_worker += 8 * k * (net.widths[-1] * cfg.classes + 5 * batch * cfg.classes)
     total = int(workers * per_worker + stats + inputs)
     return {"total": total, "per_chunk": int(per_worker), "chunk_trials": k, "workers": workers}
 
@@ -347,8 +352,9 @@ def layer_biases(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.nd
 class _Chunk:
     """Forward and backward pass of trials [t0, t1) through the whole stack."""
 
-    def __init__(self, net, cfg, batch, inputs, labels, t0: int, t1: int):
+    def __init__(self, net, cfg, batch, inputs, labels, t0: int, t1: int, cancel=None):
         self.net, self.cfg, self.batch = net, cfg, batch
+        self.cancel = cancel
         self.t0, self.t1, self.k = t0, t1, t1 - t0
         self.dtype = np.dtype(cfg.dtype)
         self.inputs = inputs  # (batch, n0) inputs shared by all trials
@@ -395,6 +401,7 @@ class _Chunk:
         }
         out["log_g"] = np.zeros((k, depth + 1))
         range_warning = False
+        resolution_warning = False
 
         # -- input: one batch shared by every trial (data, or Gaussian drawn from the seed) --
         x = self.inputs  # (batch, n0) float64
@@ -424,6 +431,8 @@ class _Chunk:
         is_lsuv = net.init.scheme.kind == "lsuv"
 
         for l in range(1, depth + 1):
+            if self.cancel is not None and self.cancel.is_set():
+                raise _Cancelled
             li = net.layer_inits[l - 1]
             n_in, n_out = widths[l - 1], widths[l]
             w = self._weights(l, li)
@@ -460,6 +469,13 @@ class _Chunk:
                 col_mean = col_sum[:, 0, :] / batch
                 q_hat = sq_total / (batch * n_out)
                 var_hat = np.maximum(q_hat - np.mean(col_mean**2, axis=1), 0.0)
+                tight = var_hat < 1e-3 * q_hat  # q - mean^2 cancels: centre explicitly
+                if np.any(tight):
+                    rows = np.nonzero(tight)[0]
+                    centred = z[rows].astype(np.float64) - col_mean[rows][:, None, :]
+                    var_hat[rows] = np.einsum("tbn,tbn->t", centred, centred) / (batch * n_out)
+                    if dt == np.float32 and np.any(var_hat[rows] < 1e-10 * q_hat[rows]):
+                        resolution_warning = True
                 if not is_lsuv:
                     break
                 # LSUV: variance over all (batch, unit) entries of this layer's output -> 1
@@ -495,7 +511,7 @@ class _Chunk:
                 mask = None
                 masks.append(None)
             if act.name == "tanh":
-                derivs.append(act.tanh_derivative(z, log_sz))
+                derivs.append(act.tanh_derivative(z, log_sz))  # (d_hat, log scale)
             h, log_s = act.forward(z, log_sz)
             cur ^= 1  # the next layer writes into the other buffer
             sq = _sumsq(h)
@@ -531,13 +547,17 @@ class _Chunk:
 
         # -- backward ---------------------------------------------------------------------
         for l in range(depth, 0, -1):
+            if self.cancel is not None and self.cancel.is_set():
+                raise _Cancelled
             li = net.layer_inits[l - 1]
             n_in, n_out = widths[l - 1], widths[l]
             gsq = _sumsq(dh).sum(axis=1) / (batch * n_out)
             out["log_g"][:, l] = 2 * log_gs + _log(gsq)
             packed = masks[l - 1]
             if act.name == "tanh":
-                dh *= derivs[l - 1]
+                d_hat, log_d = derivs[l - 1]
+                dh *= d_hat
+                log_gs = log_gs + log_d  # the derivative's own scale, kept as a logarithm
             elif packed is not None:
                 mask = (
                     np.unpackbits(packed, axis=-1, count=n_out).view(bool)
@@ -566,6 +586,7 @@ class _Chunk:
         out["log_g"][:, 0] = 2 * log_gs + _log(gsq)
         out["head"] = head
         out["range_warning"] = range_warning
+        out["resolution_warning"] = resolution_warning
         return out
 
     def _softmax_head(self, h, log_s, prev_ms):
@@ -625,6 +646,33 @@ class _Chunk:
         return dh, log_gs, stats
 
 
+class _Cancelled(Exception):
+    """Raised inside worker threads once Ctrl-C has been pressed."""
+
+
+def _run_threads(one, bounds, workers: int) -> list:
+    """Chunks on a thread pool; Ctrl-C stops every chunk at its next layer, not at the end."""
+    cancel = threading.Event()
+
+    def guarded(b):
+        return one(b, cancel)
+
+    pool = ThreadPoolExecutor(workers)
+    try:
+        futures = [pool.submit(guarded, b) for b in bounds]
+        while not all(f.done() for f in futures):
+            wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+            if any(f.done() and f.exception() is not None for f in futures):
+                break
+        return [f.result() for f in futures]
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
     """Run ``cfg.trials`` independent networks forward and backward; per-trial statistics.
 
@@ -640,14 +688,15 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         fit = max(1, int(0.8 * have) // per_trial)
         raise InputError(
             f"this run needs about {need['total'] / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
-            f"is available; use fewer trials (about {fit}), a smaller --batch or narrower layers"
+            f"is available; use fewer trials (about {fit}), a smaller --batch, fewer --classes "
+            "or narrower layers"
         )
     inputs, labels = batch_inputs(net, cfg)
     k = _plan_chunks(net, cfg, batch)
     bounds = [(t, min(cfg.trials, t + k)) for t in range(0, cfg.trials, k)]
 
-    def one(b):
-        return _Chunk(net, cfg, batch, inputs, labels, *b).run()
+    def one(b, cancel=None):
+        return _Chunk(net, cfg, batch, inputs, labels, *b, cancel=cancel).run()
 
     workers = cfg.workers or min(2, os.cpu_count() or 1)
     workers = max(1, min(workers, len(bounds)))
@@ -657,8 +706,7 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         if workers == 1:
             parts = [one(b) for b in bounds]
         else:
-            with ThreadPoolExecutor(workers) as pool:
-                parts = list(pool.map(one, bounds))
+            parts = _run_threads(one, bounds, workers)
 
     def cat(name):
         return np.concatenate([p[name] for p in parts], axis=0)
@@ -682,4 +730,5 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         lsuv_iterations=cat("lsuv_iterations"),
         head=head,
         scale_range_warning=any(p["range_warning"] for p in parts),
+        resolution_warning=any(p["resolution_warning"] for p in parts),
     )

@@ -18,7 +18,12 @@ from typing import Any
 from .errors import InputError
 
 __all__ = [
-    "RunResult", "atomic_write", "check_output_file", "load_result", "FORMAT_VERSION", "jsonable",
+    "RunResult",
+    "atomic_write",
+    "check_output_file",
+    "load_result",
+    "FORMAT_VERSION",
+    "jsonable",
 ]
 
 FORMAT_VERSION = 1

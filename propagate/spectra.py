@@ -449,7 +449,8 @@ def _forward(
         h_new = z * deriv
         return h_new, log_sz, deriv
     flat_z, flat_log = z.reshape(k * batch, 1, n_out), log_sz.reshape(k * batch)
-    deriv = act.tanh_derivative(flat_z, flat_log).reshape(k, batch, n_out)
+    d_hat, log_d = act.tanh_derivative(flat_z, flat_log)
+    deriv = (d_hat * np.exp(log_d)[:, None, None]).reshape(k, batch, n_out)
     h_new, log_h = act.forward(flat_z.copy(), flat_log)
     return h_new.reshape(k, batch, n_out), log_h.reshape(k, batch), deriv
 
