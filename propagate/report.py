@@ -29,6 +29,14 @@ def fmt_ratio(value: float) -> str:
     return f"{value:.2e}"
 
 
+def _ratio_cell(row: dict) -> str:
+    """'1.19±0.25': measured/predicted with the standard error of the mean over networks."""
+    ratio, se = row["q_ratio"], row.get("q_rel_se")
+    if se is None or not math.isfinite(se) or ratio == 0 or not 0.01 <= ratio < 1000:
+        return fmt_ratio(ratio)
+    return f"{ratio:.2f}±{ratio * se:.2f}"
+
+
 def layer_rows_to_show(depth: int, all_layers: bool = False, head: int = 4, tail: int = 3):
     """Indices of layers to print: all up to 32 layers, else the first, the last and a stride."""
     if all_layers or depth <= 32:
@@ -73,7 +81,8 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
         caption="log10 values. q: pre-activation second moment per unit (mean over networks); "
-        "pred: mean-field prediction; ratio: measured/predicted; 5-95%: spread over networks; "
+        "pred: mean-field prediction; ratio: measured/predicted ± its standard error; 5-95%: "
+        "spread over networks; "
         "dead: units off for every input; grad: second moment of dloss/dh_l per unit; "
         "wgrad: ||dloss/dW_l||^2 per input",
         caption_justify="left",
@@ -106,7 +115,7 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
             str(row["layer"]),
             fmt_log10(row["log10_q"]),
             fmt_log10(row["log10_q_pred"]),
-            fmt_ratio(row["q_ratio"]),
+            _ratio_cell(row),
             f"{fmt_log10(row['log10_q_p05'])}..{fmt_log10(row['log10_q_p95'])}",
             f"{100 * row['dead_fraction']:.1f}",
             fmt_log10(row["log10_grad"]),
@@ -130,6 +139,8 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
             f"({100 * h['entropy_over_log_classes']:.0f}%), mean loss {h['mean_loss']:.3f}"
         )
     for line in summary.get("finite_width_notes", []):
+        if line.startswith(("finite-width band:", "finite-width law:")):
+            continue  # methodology caveats: in the JSON, not on every run's screen
         console.print(f"[yellow]note:[/yellow] {line}")
     for line in summary.get("warnings", []):
         console.print(f"[red]warning:[/red] {line}")
