@@ -521,6 +521,31 @@ def _run_chunk(plan: _Plan, t0: int, t1: int) -> dict:
     return out
 
 
+def _check_memory(net: Network, trials: int, inputs: int, pairs: int, n_c0: int) -> None:
+    """Refuse, before allocating, a spectra run that cannot fit in memory.
+
+    Per chunk: weights of the widest layer, a Jacobian state per input (at most n x n0) and the
+    pair activations; across trials: the squared singular values of every layer, kept for the
+    KS distances and histograms.
+    """
+    from .network import _available_memory
+
+    widest = max(net.widths)
+    biggest = max(a * b for a, b in zip(net.widths[:-1], net.widths[1:]))
+    per_trial = 8 * (
+        4 * biggest + inputs * widest * min(widest, net.widths[0]) * 3 + 2 * pairs * n_c0 * widest
+    )
+    kept = 8 * trials * sum(min(a, b) for a, b in zip(net.widths[:-1], net.widths[1:]))
+    kept += 8 * trials * inputs * min(net.widths) * 2 * max(1, net.depth // 10)
+    need = 2 * per_trial * min(trials, 8) + kept
+    have = _available_memory()
+    if need > 0.8 * have:
+        raise InputError(
+            f"this spectra run needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB is "
+            "available; use fewer --trials, --inputs or --pairs, or narrower layers"
+        )
+
+
 def _chunk_trials(net: Network, trials: int, n_jac: int) -> int:
     """Trials per chunk: a divisor of TRIAL_BLOCK (one random stream per chunk), the chunk's
     weights and Jacobian states (over-estimated as dense width^2 matrices) within budget."""
@@ -1130,6 +1155,7 @@ def spectra(
         inputs = min(inputs, dataset.n_samples)
     if pairs and net.widths[0] < 2:
         pairs = 0  # no pair of distinct directions in one dimension
+    _check_memory(net, trials, inputs, pairs, len(c0))
     checkpoints = _checkpoints(net.depth, every)
     plan = _Plan(
         net,
