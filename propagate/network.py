@@ -237,6 +237,31 @@ def _plan_chunks(net: Network, cfg: EngineConfig, batch: int) -> int:
     return max(d for d in (1, 2, 4, 8, 16, 32, 64, 128) if d <= k and block % d == 0)
 
 
+def _chunk_bounds(net: Network, trials: int, k: int, workers: int, fixed: bool) -> list:
+    """Trial ranges of at most k trials, stream-aligned, in a count divisible by the workers.
+
+    Equal chunks of k can leave one thread with a whole chunk more work than the other (7
+    chunks on 2 threads); splitting the same stream-aligned units into a multiple of
+    ``workers`` nearly equal chunks keeps both busy to the end.
+    """
+    if fixed or workers <= 1:
+        return [(t, min(trials, t + k)) for t in range(0, trials, k)]
+    block = max(trial_block(a * b) for a, b in zip(net.widths[:-1], net.widths[1:]))
+    unit = block if k >= block else k
+    units = -(-trials // unit)
+    per_chunk = max(1, k // unit)
+    n_chunks = -(-units // per_chunk)
+    n_chunks = min(units, -(-n_chunks // workers) * workers)
+    sizes = [units // n_chunks + (1 if i < units % n_chunks else 0) for i in range(n_chunks)]
+    bounds, start = [], 0
+    for size in sizes:
+        stop = min(trials, start + size * unit)
+        if stop > start:
+            bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
 def estimate_memory(net: Network, cfg: EngineConfig) -> dict[str, int]:
     """Peak bytes a run will need, estimated before anything large is allocated."""
     batch = _effective_batch(cfg)
@@ -374,6 +399,44 @@ class _Chunk:
         b = layer_biases(self.net, self.cfg.seed, layer, self.t0, self.t1)
         return b.astype(self.dtype, copy=False)
 
+    def _fill_probe(self, dh: np.ndarray) -> None:
+        """Write this chunk's probes (exactly ``probe_vectors``) into ``dh`` without temporaries.
+
+        Streams are filled in place through a reused float64 buffer when the chunk starts at a
+        stream boundary (the usual case); otherwise the general ``probe_vectors`` path.
+        """
+        per_trial = self.batch * self.net.widths[-1]
+        size = trial_block(per_trial)
+        if self.t0 % size:
+            dh[...] = probe_vectors(self.net, self.cfg, self.t0, self.t1)
+            return
+        buf = getattr(_ARENA, "probe", None)
+        if buf is None or buf.size < self.k * per_trial:
+            buf = np.empty(self.k * per_trial)
+            _ARENA.probe = buf
+        flat = buf[: self.k * per_trial].reshape(self.k, self.batch, self.net.widths[-1])
+        for start in range(self.t0, self.t1, size):
+            stop = min(self.t1, start + size)
+            gen = block_generator(self.cfg.seed, Stream.PROBE, 0, start // size)
+            gen.standard_normal(out=flat[start - self.t0 : stop - self.t0])
+        np.copyto(dh, flat, casting="same_kind")
+
+    def _mask_buffer(self, layer: int, width: int) -> np.ndarray:
+        """(k, batch, width) bool view of this thread's reusable mask arena for ``layer``.
+
+        Masks are kept until the backward pass; reusing one arena per thread across chunks
+        avoids touching fresh pages for every chunk.
+        """
+        size = self.k * self.batch * max(self.net.widths)
+        key = (self.net.depth, size)
+        arena = getattr(_ARENA, "masks", None)
+        if arena is None or arena[0] != key:
+            rows = 1 if self.pack_masks else self.net.depth
+            arena = (key, np.empty((rows, size), dtype=bool))
+            _ARENA.masks = arena
+        row = 0 if self.pack_masks else layer - 1
+        return arena[1][row, : self.k * self.batch * width].reshape(self.k, self.batch, width)
+
     def _buffer(self, which: int, width: int) -> np.ndarray:
         """(k, batch, width) view of one of two reused activation buffers (no page faults)."""
         return self._buffers[which][: self.k * self.batch * width].reshape(
@@ -505,7 +568,7 @@ class _Chunk:
 
             # activation
             if act.is_rectifier and act.negative_slope != 1.0:
-                mask = z > 0
+                mask = np.greater(z, 0, out=self._mask_buffer(l, n_out))
                 masks.append(np.packbits(mask, axis=-1) if self.pack_masks else mask)
             else:
                 mask = None
@@ -542,7 +605,7 @@ class _Chunk:
             dh, log_gs, head = self._softmax_head(h, log_s, prev_ms)
         else:
             dh = self._buffer(cur, widths[-1])
-            dh[...] = probe_vectors(net, self.cfg, self.t0, self.t1)
+            self._fill_probe(dh)
             log_gs = np.zeros(k)
 
         # -- backward ---------------------------------------------------------------------
@@ -646,6 +709,9 @@ class _Chunk:
         return dh, log_gs, stats
 
 
+_ARENA = threading.local()  # per-thread reusable mask storage
+
+
 class _Cancelled(Exception):
     """Raised inside worker threads once Ctrl-C has been pressed."""
 
@@ -693,12 +759,12 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         )
     inputs, labels = batch_inputs(net, cfg)
     k = _plan_chunks(net, cfg, batch)
-    bounds = [(t, min(cfg.trials, t + k)) for t in range(0, cfg.trials, k)]
+    workers = cfg.workers or min(2, os.cpu_count() or 1)
+    bounds = _chunk_bounds(net, cfg.trials, k, workers, cfg.chunk_trials is not None)
 
     def one(b, cancel=None):
         return _Chunk(net, cfg, batch, inputs, labels, *b, cancel=cancel).run()
 
-    workers = cfg.workers or min(2, os.cpu_count() or 1)
     workers = max(1, min(workers, len(bounds)))
     # BLAS runs single-threaded inside the engine: parallelism comes from trial chunks, and every
     # per-trial product then takes the same code path whatever the chunking (bitwise equal).
