@@ -533,38 +533,12 @@ def neutral_std(widths: Sequence[int] | np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- lazy re-export
-_SPECTRA_NAMES = frozenset(
-    {
-        "GAUSSIAN_MU4",
-        "TRUNCNORM_STD_2SIGMA",
-        "UNIFORM_MU4",
-        "fourth_moment_recursion",
-        "truncnorm_mu4",
-        "truncnorm_std",
-        "MarchenkoPastur",
-        "TopEdge",
-        "TW1_MEAN",
-        "TW1_VAR",
-        "correlation_iterates",
-        "hanin_entry_moments",
-        "jacobian_mean_sq_sv",
-        "johnstone_top_edge",
-        "marchenko_pastur",
-        "mp_cdf",
-        "mp_pdf",
-        "pennington_var_over_mean2",
-        "quarter_circle_cdf",
-        "quarter_circle_mean",
-        "quarter_circle_pdf",
-        "relu_correlation_asymptote",
-    }
-)
-
-
 def __getattr__(name: str):
-    # theory_spectra imports this module, so its names are re-exported on first access (PEP 562).
-    if name in _SPECTRA_NAMES:
+    # theory_spectra imports this module, so its public names (its __all__) are re-exported on
+    # first access (PEP 562) instead of being listed twice.
+    if not name.startswith("_"):
         from . import theory_spectra
 
-        return getattr(theory_spectra, name)
+        if name in theory_spectra.__all__:
+            return getattr(theory_spectra, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
