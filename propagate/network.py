@@ -392,34 +392,47 @@ class _Chunk:
 
     # -- random draws ------------------------------------------------------------------------
     def _weights(self, layer: int, li: LayerInit) -> np.ndarray:
-        w = layer_weights(self.net, self.cfg.seed, layer, self.t0, self.t1)
-        return w.astype(self.dtype, copy=False)
+        w = None
+        if li.distribution == "normal":  # sample_unit draws exactly these standard normals
+            w = self._normal_draw(Stream.WEIGHTS, layer, (li.fan_out, li.fan_in))
+        if w is None:
+            w = layer_weights(self.net, self.cfg.seed, layer, self.t0, self.t1)
+        return w.astype(self.dtype)  # a copy: the float64 buffer is reused
 
     def _bias(self, layer: int, width: int) -> np.ndarray:
         b = layer_biases(self.net, self.cfg.seed, layer, self.t0, self.t1)
         return b.astype(self.dtype, copy=False)
 
-    def _fill_probe(self, dh: np.ndarray) -> None:
-        """Write this chunk's probes (exactly ``probe_vectors``) into ``dh`` without temporaries.
+    def _normal_draw(self, kind: int, layer: int, shape: tuple[int, ...]) -> np.ndarray | None:
+        """Standard normals of this chunk's trials for one stream, filled in place.
 
-        Streams are filled in place through a reused float64 buffer when the chunk starts at a
-        stream boundary (the usual case); otherwise the general ``probe_vectors`` path.
+        Exactly what ``rng.draw`` with ``standard_normal`` returns, but written straight into a
+        reused per-thread float64 buffer (no per-block arrays, no concatenation). None when the
+        chunk starts inside a stream; callers then take the general path.
         """
-        per_trial = self.batch * self.net.widths[-1]
+        per_trial = int(np.prod(shape))
         size = trial_block(per_trial)
         if self.t0 % size:
-            dh[...] = probe_vectors(self.net, self.cfg, self.t0, self.t1)
-            return
-        buf = getattr(_ARENA, "probe", None)
+            return None
+        key = f"normal{kind}"
+        buf = getattr(_ARENA, key, None)
         if buf is None or buf.size < self.k * per_trial:
             buf = np.empty(self.k * per_trial)
-            _ARENA.probe = buf
-        flat = buf[: self.k * per_trial].reshape(self.k, self.batch, self.net.widths[-1])
+            setattr(_ARENA, key, buf)
+        flat = buf[: self.k * per_trial].reshape(self.k, *shape)
         for start in range(self.t0, self.t1, size):
             stop = min(self.t1, start + size)
-            gen = block_generator(self.cfg.seed, Stream.PROBE, 0, start // size)
+            gen = block_generator(self.cfg.seed, kind, layer, start // size)
             gen.standard_normal(out=flat[start - self.t0 : stop - self.t0])
-        np.copyto(dh, flat, casting="same_kind")
+        return flat
+
+    def _fill_probe(self, dh: np.ndarray) -> None:
+        """Write this chunk's probes (exactly ``probe_vectors``) into ``dh``."""
+        flat = self._normal_draw(Stream.PROBE, 0, (self.batch, self.net.widths[-1]))
+        if flat is None:
+            dh[...] = probe_vectors(self.net, self.cfg, self.t0, self.t1)
+        else:
+            np.copyto(dh, flat, casting="same_kind")
 
     def _mask_buffer(self, layer: int, width: int) -> np.ndarray:
         """(k, batch, width) bool view of this thread's reusable mask arena for ``layer``.
