@@ -102,6 +102,11 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
     varying = len(variances) > 1 or len(set(widths)) > 1
     if varying:
         columns[1:1] = [("n_in>n_out", "right"), ("Var W", "right")]
+    # a narrow terminal keeps the forward and gradient columns readable and drops the weight
+    # gradient ones (they stay in --json/--csv) rather than cutting every number short
+    narrow = console.width < (112 if varying else 96)
+    if narrow:
+        columns = columns[:-2]
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=True)
     shown = layer_rows_to_show(len(layers), all_layers)
@@ -125,7 +130,7 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
         ]
         if varying:
             cells[1:1] = [f"{row['fan_in']}>{row['fan_out']}", f"{row['weight_var']:.3g}"]
-        table.add_row(*cells)
+        table.add_row(*cells[: len(columns)])
     console.print(table)
     verdict = summary["verdict"]
     colour = {"stable": "green", "vanishing": "yellow", "exploding": "red"}.get(verdict, "white")
