@@ -133,7 +133,7 @@ def sweep_figure(result: dict, scheme: str) -> Figure:
     )
     all_dead = _grid(rows, fan_ins, depths, "alive") == 0
 
-    width = 2.2 + 0.75 * len(fan_ins)
+    width = max(5.2, 2.2 + 0.75 * len(fan_ins))  # room for the panel titles on small grids
     height = 1.5 + 0.75 * len(depths)
     fig = Figure(figsize=(2 * width, 2 * height + 0.7), dpi=_DPI, layout="constrained")
     axes = fig.subplots(2, 2)
