@@ -21,6 +21,8 @@ from .schemes import resolve_scheme
 __all__ = [
     "run",
     "build_network",
+    "network_args",
+    "NETWORK_ARGS",
     "parse_widths",
     "check_positive_int",
     "check_finite",
@@ -104,6 +106,28 @@ def parse_widths(text: str | Sequence[int]) -> tuple[int, ...]:
     if len(items) > MAX_DEPTH + 1:
         raise InputError(f"--widths has {len(items) - 1} layers; at most {MAX_DEPTH} are allowed")
     return tuple(check_positive_int("--widths entry", item, maximum=MAX_WIDTH) for item in items)
+
+
+NETWORK_ARGS = (
+    "depth",
+    "fan_in",
+    "widths",
+    "scheme",
+    "activation",
+    "negative_slope",
+    "bias_std",
+    "dist",
+    "gain",
+    "mode",
+    "std",
+    "trunc_bounds",
+)
+
+
+def network_args(values: dict) -> dict:
+    """The architecture and init arguments of :func:`build_network` picked out of ``values``
+    (a caller's ``locals()``), so every entry point passes the same set the same way."""
+    return {name: values[name] for name in NETWORK_ARGS}
 
 
 def build_network(
@@ -241,20 +265,7 @@ def run(
     """
     from . import __version__
 
-    net = build_network(
-        depth=depth,
-        fan_in=fan_in,
-        widths=widths,
-        scheme=scheme,
-        activation=activation,
-        negative_slope=negative_slope,
-        bias_std=bias_std,
-        dist=dist,
-        gain=gain,
-        mode=mode,
-        std=std,
-        trunc_bounds=trunc_bounds,
-    )
+    net = build_network(**network_args(locals()))
     batch = check_positive_int("--batch", batch)
     trials = check_positive_int("--trials", trials)
     seed = check_positive_int("--seed", seed, minimum=0)

@@ -38,7 +38,7 @@ from .cli_options import (
     Widths,
     Workers,
     fail,
-    parse_trunc_bounds,
+    network_options,
 )
 from .cli_plots import Format, PlotDir, check_plot_target, write_run_plots
 from .cli_plots import register as register_plot_commands
@@ -96,18 +96,7 @@ def run(
         fmt = check_plot_target(plot_dir, fmt)
         _check_outputs(csv, out)
         result = run_api(
-            depth=depth,
-            fan_in=fan_in,
-            widths=widths,
-            scheme=scheme,
-            activation=activation,
-            negative_slope=negative_slope,
-            bias_std=bias_std,
-            dist=dist,
-            gain=gain,
-            mode=mode,
-            std=std,
-            trunc_bounds=parse_trunc_bounds(trunc_bounds),
+            **network_options(locals()),
             batch=batch,
             trials=trials,
             seed=seed,

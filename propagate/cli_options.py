@@ -116,3 +116,12 @@ def parse_trunc_bounds(value: str | None) -> tuple[float, float] | None:
         return float(parts[0]), float(parts[1])
     except ValueError:
         raise InputError(f"--trunc-bounds {value!r} is not two numbers") from None
+
+
+def network_options(values: dict) -> dict:
+    """Architecture and init options of a command (its ``locals()``) as library arguments."""
+    from .api import network_args
+
+    args = network_args(values)
+    args["trunc_bounds"] = parse_trunc_bounds(args["trunc_bounds"])
+    return args

@@ -35,7 +35,7 @@ from .cli_options import (
     Widths,
     Workers,
     fail,
-    parse_trunc_bounds,
+    network_options,
 )  # fmt: skip
 from .cli_plots import Format, PlotDir, check_plot_target
 from .errors import InputError
@@ -269,18 +269,7 @@ def spectra(
         fmt = check_plot_target(plot_dir, fmt)
         check_plot_target(out, "png", flag="--out")  # the same folder check, before computing
         result = spectra_api(
-            depth=depth,
-            fan_in=fan_in,
-            widths=widths,
-            scheme=scheme,
-            activation=activation,
-            negative_slope=negative_slope,
-            bias_std=bias_std,
-            dist=dist,
-            gain=gain,
-            mode=mode,
-            std=std,
-            trunc_bounds=parse_trunc_bounds(trunc_bounds),
+            **network_options(locals()),
             trials=trials,
             seed=seed,
             inputs=inputs,

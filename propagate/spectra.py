@@ -1119,23 +1119,10 @@ def spectra(
         ``extra["correlation"]`` as :func:`correlation_map` (None when pairs = 0).
     """
     from . import __version__
-    from .api import _init_config, build_network, check_positive_int
+    from .api import _init_config, build_network, check_positive_int, network_args
     from .data import load_data
 
-    net = build_network(
-        depth=depth,
-        fan_in=fan_in,
-        widths=widths,
-        scheme=scheme,
-        activation=activation,
-        negative_slope=negative_slope,
-        bias_std=bias_std,
-        dist=dist,
-        gain=gain,
-        mode=mode,
-        std=std,
-        trunc_bounds=trunc_bounds,
-    )
+    net = build_network(**network_args(locals()))
     _check_supported(net)
     trials = check_positive_int("--trials", trials)
     seed = check_positive_int("--seed", seed, minimum=0)
