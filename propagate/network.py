@@ -55,6 +55,7 @@ __all__ = [
 _CACHE_TARGET_BYTES = 8 << 20  # activations of one chunk-layer (measured best: 8 MiB)
 _WEIGHT_KEEP_BYTES = 256 << 20  # keep a chunk's weights below this, else regenerate them
 _BOOL_MASK_BYTES = 64 << 20  # a chunk's ReLU masks as bytes up to this, bit-packed beyond
+_TIGHT = 1e-3  # variance below this fraction of q: centred explicitly, not q - mean^2
 LSUV_TOLERANCE = 0.02  # |Var - 1| <= tol, as in Mishkin & Matas' Caffe code
 LSUV_MAX_ITER = 20
 
@@ -456,6 +457,83 @@ class _Chunk:
             self.k, self.batch, width
         )
 
+    def _pre_scale(self, log_a, log_s, log_sig, log_bias, alive):
+        """Per-trial scales of layer l's pre-activation: (log_sz, weight multiplier, bias
+        multiplier or None), with z = exp(log_sz) z_hat and z_hat of unit rms (estimated)."""
+        if np.isfinite(log_bias):
+            log_sz = 0.5 * np.logaddexp(2 * log_a, 2 * log_bias)
+            b_scale = np.exp(log_bias - log_sz)
+        else:
+            log_sz = np.where(alive, log_a, 0.0)
+            b_scale = None
+        mult = np.where(alive, np.exp(log_s + log_sig - log_sz), 0.0)
+        return log_sz, mult, b_scale
+
+    def _col_mean(self, prev_hsum, wm, bias, b_scale) -> np.ndarray:
+        """(k, n_out) batch means of z_hat, from the batch sums of the layer's input (a tiny
+        product instead of a pass over z)."""
+        col_sum = np.matmul(prev_hsum[:, None, :], wm.transpose(0, 2, 1).astype(np.float64))
+        col_sum = col_sum[:, 0, :]
+        if bias is not None:
+            col_sum = col_sum + self.batch * b_scale[:, None] * bias[:, 0, :]
+        return col_sum / self.batch
+
+    def _lsuv(self, l, h, w, bias, log_s, log_a, log_bias, alive, prev_hsum, log_sigma, out):
+        """LSUV (Mishkin & Matas 2015): rescale layer l's weights per trial until the variance
+        over all (batch, unit) entries of its output is 1. Updates ``log_sigma[:, l-1]`` and the
+        LSUV records in ``out``; returns the updated ``log_a``."""
+        batch, n_out = self.batch, self.net.widths[l]
+        scratch = self._buffer(self.cur, n_out)  # the layer's own pass overwrites it afterwards
+        for _ in range(LSUV_MAX_ITER):
+            log_sz, mult, b_scale = self._pre_scale(
+                log_a, log_s, log_sigma[:, l - 1], log_bias, alive
+            )
+            wm = w * mult.astype(self.dtype)[:, None, None]
+            z = np.matmul(h, wm.transpose(0, 2, 1), out=scratch)
+            if bias is not None:
+                z += b_scale.astype(self.dtype)[:, None, None] * bias
+            q_hat = _sumsq(z).sum(axis=1) / (batch * n_out)
+            grand = self._col_mean(prev_hsum, wm, bias, b_scale).mean(axis=1)
+            log_var_true = 2 * log_sz + _log(np.maximum(q_hat - grand**2, 0.0))
+            bad = ~np.isfinite(log_var_true)
+            if np.any(bad):
+                trial = self.t0 + int(np.argmax(bad))
+                raise InputError(
+                    f"lsuv: layer {l} output variance is zero in trial {trial} (its input is "
+                    "all zero, e.g. a dead ReLU layer below, or the batch is constant); "
+                    "no rescaling can revive it: use a wider layer or another scheme"
+                )
+            done = np.abs(np.exp(log_var_true) - 1.0) <= LSUV_TOLERANCE
+            out["lsuv_iterations"][:, l - 1] += ~done
+            if np.all(done):
+                break
+            step = np.where(done, 0.0, -0.5 * log_var_true)
+            log_sigma[:, l - 1] += step
+            out["lsuv_log_factor"][:, l - 1] += step
+            log_a = log_a + step
+        return log_a
+
+    def _backward_norms(self, dh: np.ndarray, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """Given dloss/dh_layer (k, batch, n), normalised: its (k,) squared norm, then, after
+        multiplying it by phi'(z_layer) in place (it becomes dloss/dz_layer), the (k, batch)
+        squared norms per sample (None at layer 0, the input)."""
+        g_tot = _sumsq(dh).sum(axis=1)
+        if layer == 0:
+            return g_tot, None
+        act = self.net.activation
+        stored = self._masks[layer - 1]
+        if act.name == "tanh":
+            dh *= self._derivs[layer - 1][0]
+        elif stored is not None:
+            mask = stored
+            if self.pack_masks:
+                mask = np.unpackbits(stored, axis=-1, count=dh.shape[-1]).view(bool)
+            if act.negative_slope == 0.0:
+                np.multiply(dh, mask, out=dh)
+            else:
+                dh *= np.where(mask, 1.0, act.negative_slope).astype(dh.dtype)
+        return g_tot, _sumsq(dh)
+
     def run(self) -> dict[str, np.ndarray]:
         net, k, batch, dt = self.net, self.k, self.batch, self.dtype
         depth, widths, act = net.depth, net.widths, net.activation
@@ -495,9 +573,9 @@ class _Chunk:
 
         size = k * batch * max(widths)
         self._buffers = (np.empty(size, dtype=dt), np.empty(size, dtype=dt))
-        cur = 0
-        masks: list[np.ndarray] = []
-        derivs: list[np.ndarray] = []
+        self.cur = 0
+        self._masks: list[np.ndarray | None] = []
+        self._derivs: list[tuple[np.ndarray, np.ndarray]] = []
         weights: list[np.ndarray | None] = []
         log_sigma = np.zeros((k, depth))
         log_prev_norm = []  # per layer: log ||h_{l-1,b}||^2 (k, batch)
@@ -505,6 +583,7 @@ class _Chunk:
         with np.errstate(divide="ignore"):
             log_biases = np.log(net.bias_stds)
         is_lsuv = net.init.scheme.kind == "lsuv"
+        use_mask = act.is_rectifier and act.negative_slope != 1.0
 
         for l in range(1, depth + 1):
             if self.cancel is not None and self.cancel.is_set():
@@ -527,82 +606,61 @@ class _Chunk:
             )
             log_bias = float(log_biases[l - 1])
             bias = self._bias(l, n_out) if np.isfinite(log_bias) else None
-            for _ in range(LSUV_MAX_ITER if is_lsuv else 1):
-                if bias is None:
-                    log_sz = np.where(alive, log_a, 0.0)
-                    mult = np.where(alive, np.exp(log_s + log_sigma[:, l - 1] - log_sz), 0.0)
+            if is_lsuv:
+                log_a = self._lsuv(
+                    l, h, w, bias, log_s, log_a, log_bias, alive, prev_hsum, log_sigma, out
+                )
+            log_sz, mult, b_scale = self._pre_scale(
+                log_a, log_s, log_sigma[:, l - 1], log_bias, alive
+            )
+            wm = w * mult.astype(dt)[:, None, None]
+            b_term = None if bias is None else b_scale.astype(dt)[:, None, None] * bias
+            col_mean = self._col_mean(prev_hsum, wm, bias, b_scale)
+            mean_sq = np.mean(col_mean**2, axis=1)
+
+            z = np.matmul(h, wm.transpose(0, 2, 1), out=self._buffer(self.cur, n_out))
+            if b_term is not None:
+                z += b_term
+            q_hat = _sumsq(z).sum(axis=1) / (batch * n_out)
+            var_hat = np.maximum(q_hat - mean_sq, 0.0)
+            tight = var_hat < _TIGHT * q_hat  # q - mean^2 cancels: centre explicitly
+            if np.any(tight):
+                rows = np.nonzero(tight)[0]
+                centred = z[rows].astype(np.float64) - col_mean[rows][:, None, :]
+                var_hat[rows] = np.einsum("tbn,tbn->t", centred, centred) / (batch * n_out)
+                if dt == np.float32 and np.any(var_hat[rows] < 1e-10 * q_hat[rows]):
+                    resolution_warning = True
+
+            # activation (in place for rectifiers); masks kept for the backward pass
+            if use_mask:
+                mask = np.greater(z, 0, out=self._mask_buffer(l, n_out))
+                self._masks.append(np.packbits(mask, axis=-1) if self.pack_masks else mask)
+                nonzero = _count_true(mask)
+                if act.negative_slope == 0.0:
+                    unit_alive = None  # from the batch sums below
                 else:
-                    log_sz = 0.5 * np.logaddexp(2 * log_a, 2 * log_bias)
-                    mult = np.where(alive, np.exp(log_s + log_sigma[:, l - 1] - log_sz), 0.0)
-                wm = w * mult.astype(dt)[:, None, None]
-                z = np.matmul(h, wm.transpose(0, 2, 1), out=self._buffer(cur, n_out))
-                if bias is not None:
-                    z += np.exp(log_bias - log_sz).astype(dt)[:, None, None] * bias
-                sq_total = _sumsq(z).sum(axis=1)
-                col_sum = np.matmul(prev_hsum[:, None, :], wm.transpose(0, 2, 1).astype(np.float64))
-                if bias is not None:
-                    col_sum = col_sum + batch * np.exp(log_bias - log_sz)[:, None, None] * bias
-                col_mean = col_sum[:, 0, :] / batch
-                q_hat = sq_total / (batch * n_out)
-                var_hat = np.maximum(q_hat - np.mean(col_mean**2, axis=1), 0.0)
-                tight = var_hat < 1e-3 * q_hat  # q - mean^2 cancels: centre explicitly
-                if np.any(tight):
-                    rows = np.nonzero(tight)[0]
-                    centred = z[rows].astype(np.float64) - col_mean[rows][:, None, :]
-                    var_hat[rows] = np.einsum("tbn,tbn->t", centred, centred) / (batch * n_out)
-                    if dt == np.float32 and np.any(var_hat[rows] < 1e-10 * q_hat[rows]):
-                        resolution_warning = True
-                if not is_lsuv:
-                    break
-                # LSUV: variance over all (batch, unit) entries of this layer's output -> 1
-                grand = col_mean.mean(axis=1)
-                lsuv_var_hat = np.maximum(q_hat - grand**2, 0.0)
-                log_var_true = 2 * log_sz + _log(lsuv_var_hat)
-                bad = ~np.isfinite(log_var_true)
-                if np.any(bad):
-                    trial = self.t0 + int(np.argmax(bad))
-                    raise InputError(
-                        f"lsuv: layer {l} output variance is zero in trial {trial} (its input is "
-                        "all zero, e.g. a dead ReLU layer below, or the batch is constant); "
-                        "no rescaling can revive it: use a wider layer or another scheme"
-                    )
-                done = np.abs(np.exp(log_var_true) - 1.0) <= LSUV_TOLERANCE
-                out["lsuv_iterations"][:, l - 1] += ~done
-                if np.all(done):
-                    break
-                step = np.where(done, 0.0, -0.5 * log_var_true)
-                log_sigma[:, l - 1] += step
-                out["lsuv_log_factor"][:, l - 1] += step
-                log_a = log_a + step
+                    unit_alive = np.logical_or.reduce(mask, axis=1)
+            else:
+                self._masks.append(None)
+            if act.name == "tanh":
+                self._derivs.append(act.tanh_derivative(z, log_sz))
+            h, log_s = act.forward(z, log_sz)
+            self.cur ^= 1  # the next layer writes into the other buffer
+            if not use_mask:
+                nz = h != 0
+                nonzero = _count_true(nz)
+                unit_alive = np.any(nz, axis=1)
+            sq = _sumsq(h)
+            hsum = np.matmul(ones_row, h)[:, 0, :].astype(np.float64)
+            if unit_alive is None:
+                unit_alive = hsum > 0  # h >= 0: a unit is alive iff its batch sum is > 0
+
             w_ms = np.einsum("tij,tij->t", w, w).astype(np.float64) / (n_in * n_out)
             out["log_weight_var"][:, l - 1] = 2 * log_sigma[:, l - 1] + _log(w_ms)
             out["log_q"][:, l - 1] = 2 * log_sz + _log(q_hat)
             out["log_var"][:, l - 1] = 2 * log_sz + _log(var_hat)
-
-            # activation
-            if act.is_rectifier and act.negative_slope != 1.0:
-                mask = np.greater(z, 0, out=self._mask_buffer(l, n_out))
-                masks.append(np.packbits(mask, axis=-1) if self.pack_masks else mask)
-            else:
-                mask = None
-                masks.append(None)
-            if act.name == "tanh":
-                derivs.append(act.tanh_derivative(z, log_sz))  # (d_hat, log scale)
-            h, log_s = act.forward(z, log_sz)
-            cur ^= 1  # the next layer writes into the other buffer
-            sq = _sumsq(h)
-            hsum = np.matmul(ones_row, h)[:, 0, :].astype(np.float64)
-            if mask is not None:
-                out["zero_fraction"][:, l - 1] = 1.0 - _count_true(mask) / (batch * n_out)
-                if act.negative_slope == 0.0:  # h >= 0: a unit is alive iff its batch sum is > 0
-                    unit_alive = hsum > 0
-                else:
-                    unit_alive = np.logical_or.reduce(mask, axis=1)
-                out["dead_units"][:, l - 1] = 1.0 - unit_alive.mean(axis=1)
-            else:
-                nz = h != 0
-                out["zero_fraction"][:, l - 1] = 1.0 - _count_true(nz) / (batch * n_out)
-                out["dead_units"][:, l - 1] = 1.0 - np.any(nz, axis=1).mean(axis=1)
+            out["zero_fraction"][:, l - 1] = 1.0 - nonzero / (batch * n_out)
+            out["dead_units"][:, l - 1] = 1.0 - unit_alive.mean(axis=1)
             # an input is dead at layer l when h_l is exactly zero (only ReLU, a = 0, can do it)
             out["dead_inputs"][:, l - 1] = np.mean(sq == 0, axis=1)
             ms = sq.sum(axis=1) / (batch * n_out)
@@ -617,49 +675,38 @@ class _Chunk:
         if self.cfg.head == "softmax":
             dh, log_gs, head = self._softmax_head(h, log_s, prev_ms)
         else:
-            dh = self._buffer(cur, widths[-1])
+            dh = self._buffer(self.cur, widths[-1])
             self._fill_probe(dh)
             log_gs = np.zeros(k)
 
         # -- backward ---------------------------------------------------------------------
+        # dh holds dloss/dh_l (normalised); g_tot and d_sq are its squared norms per trial and
+        # those of dloss/dz_l per sample
+        g_tot, d_sq = self._backward_norms(dh, depth)
         for l in range(depth, 0, -1):
             if self.cancel is not None and self.cancel.is_set():
                 raise _Cancelled
             li = net.layer_inits[l - 1]
             n_in, n_out = widths[l - 1], widths[l]
-            gsq = _sumsq(dh).sum(axis=1) / (batch * n_out)
-            out["log_g"][:, l] = 2 * log_gs + _log(gsq)
-            packed = masks[l - 1]
+            out["log_g"][:, l] = 2 * log_gs + _log(g_tot / (batch * n_out))
             if act.name == "tanh":
-                d_hat, log_d = derivs[l - 1]
-                dh *= d_hat
-                log_gs = log_gs + log_d  # the derivative's own scale, kept as a logarithm
-            elif packed is not None:
-                mask = (
-                    np.unpackbits(packed, axis=-1, count=n_out).view(bool)
-                    if self.pack_masks
-                    else packed
-                )
-                if act.negative_slope == 0.0:
-                    np.multiply(dh, mask, out=dh)
-                else:
-                    dh *= np.where(mask, 1.0, act.negative_slope).astype(dt)
-            dsq = _sumsq(dh)
-            out["log_d"][:, l - 1] = 2 * log_gs + _log(dsq.sum(axis=1) / (batch * n_out))
-            per_sample = 2 * log_gs[:, None] + _log(dsq) + log_prev_norm[l - 1]
+                log_gs = log_gs + self._derivs[l - 1][1]  # phi''s own scale, as a logarithm
+            dms = d_sq.sum(axis=1) / (batch * n_out)
+            out["log_d"][:, l - 1] = 2 * log_gs + _log(dms)
+            per_sample = 2 * log_gs[:, None] + _log(d_sq) + log_prev_norm[l - 1]
             out["log_wgrad"][:, l - 1] = _log_mean_exp(per_sample)
             w = weights[l - 1] if weights[l - 1] is not None else self._weights(l, li)
-            dms = dsq.sum(axis=1) / (batch * n_out)
             alive = dms > 0
             log_est = 0.5 * _log(np.where(alive, dms, 1.0)) + 0.5 * math.log(
                 n_out * _unit_variance(li)
             )
             mult = np.where(alive, np.exp(-log_est), 0.0)
-            cur ^= 1
-            dh = np.matmul(dh, w * mult.astype(dt)[:, None, None], out=self._buffer(cur, n_in))
+            wl = w * mult.astype(dt)[:, None, None]
+            self.cur ^= 1
+            dh = np.matmul(dh, wl, out=self._buffer(self.cur, n_in))
+            g_tot, d_sq = self._backward_norms(dh, l - 1)
             log_gs = np.where(alive, log_gs + log_sigma[:, l - 1] + log_est, 0.0)
-        gsq = _sumsq(dh).sum(axis=1) / (batch * widths[0])
-        out["log_g"][:, 0] = 2 * log_gs + _log(gsq)
+        out["log_g"][:, 0] = 2 * log_gs + _log(g_tot / (batch * widths[0]))
         out["head"] = head
         out["range_warning"] = range_warning
         out["resolution_warning"] = resolution_warning
