@@ -3,6 +3,8 @@
 The floor is what any NumPy implementation must pay: per layer one forward product
 (trials, batch, n_in) @ (trials, n_in, n_out) and one backward product, with numpy's default
 BLAS threading. The engine adds weight sampling, statistics, masks and the log-domain scale.
+Both engine paths are timed: NumPy passes (``--kernels numpy``) and the fused numba passes
+(``--kernels numba``, the ``fast`` extra); numba's one-off start-up is timed on its own.
 
     python benchmarks/bench_engine.py            # the issue's cases
     python benchmarks/bench_engine.py --quick    # smaller, for a smoke check
@@ -19,6 +21,7 @@ import time
 import numpy as np
 
 from propagate.activations import make_activation
+from propagate.kernels import numba_installed
 from propagate.network import EngineConfig, Network, simulate
 from propagate.schemes import resolve_scheme
 
@@ -39,18 +42,30 @@ def matmul_floor(trials, batch, width, depth, dtype, repeats=3):
     return best
 
 
-def engine(trials, batch, width, depth, dtype, scheme="he-normal", repeats=3):
+def engine(trials, batch, width, depth, dtype, scheme="he-normal", repeats=3, kernels="auto"):
     act = make_activation("relu")
     net = Network(
         widths=(width,) * (depth + 1), activation=act, init=resolve_scheme(scheme, activation=act)
     )
-    cfg = EngineConfig(batch=batch, trials=trials, seed=0, dtype=dtype)
+    cfg = EngineConfig(batch=batch, trials=trials, seed=0, dtype=dtype, kernels=kernels)
     best = np.inf
     for _ in range(repeats):
         t = time.perf_counter()
         simulate(net, cfg)
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def numba_startup():
+    """Wall time of importing numba and loading the fused kernels, in a fresh interpreter."""
+    code = (
+        "import time, numpy as np; t = time.perf_counter();"
+        "from propagate.kernels import choose;"
+        "choose('numba', 1, np.float32, True);"
+        "print(time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
 
 
 def main_job_wall():
@@ -96,22 +111,29 @@ def main():
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     trials = 40 if args.quick else 200
-    print(f"{'case':44s} {'floor s':>8s} {'engine s':>9s} {'speed vs floor':>15s}")
+    print(f"{'case':56s} {'floor s':>8s} {'engine s':>9s} {'speed vs floor':>15s}")
+    have_numba = numba_installed()
     for dtype in (np.float32, np.float64):
-        floor = matmul_floor(trials, 1024, 64, 30, dtype)
-        eng = engine(trials, 1024, 64, 30, dtype)
         name = f"depth 30 width 64 batch 1024 {trials} trials {np.dtype(dtype).name}"
-        print(f"{name:44s} {floor:8.3f} {eng:9.3f} {100 * floor / eng:14.0f}%")
+        floor = matmul_floor(trials, 1024, 64, 30, dtype)
+        for kernels in ("numpy", "numba") if have_numba else ("numpy",):
+            if kernels == "numba":
+                engine(4, 8, 64, 2, dtype, kernels="numba", repeats=1)  # load before timing
+            eng = engine(trials, 1024, 64, 30, dtype, kernels=kernels)
+            label = f"{name}, {kernels}"
+            print(f"{label:56s} {floor:8.3f} {eng:9.3f} {100 * floor / eng:14.0f}%")
+    if have_numba:
+        print(f"{'numba start-up (import + cached kernels)':56s} {'':8s} {numba_startup():9.3f}")
     narrow = engine(1000, 64, 8, 100, np.float32)
-    print(f"{'depth 100 width 8 batch 64 1000 trials':44s} {'':8s} {narrow:9.3f}   (target < 1 s)")
+    print(f"{'depth 100 width 8 batch 64 1000 trials':56s} {'':8s} {narrow:9.3f}   (target < 1 s)")
     wall = main_job_wall()
     print(
-        f"{'main job wall (interpreter start included)':44s} {'':8s} {wall:9.3f}   (target < 2 s)"
+        f"{'main job wall (interpreter start included)':56s} {'':8s} {wall:9.3f}   (target < 2 s)"
     )
     if not args.quick:
         rss, secs = peak_rss_case()
         print(
-            f"{'depth 1000 width 256 batch 256 8 trials':44s} peak RSS {rss / 2**20:.0f} MiB "
+            f"{'depth 1000 width 256 batch 256 8 trials':56s} peak RSS {rss / 2**20:.0f} MiB "
             f"in {secs:.1f} s (target < 1024 MiB)"
         )
     _ = resource

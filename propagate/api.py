@@ -242,6 +242,7 @@ def run(
     classes: int | None = None,
     workers: int | None = None,
     chunk_trials: int | None = None,
+    kernels: str = "auto",
 ) -> RunResult:
     """Push ``trials`` independent networks forward and backward; measured beside predicted.
 
@@ -259,6 +260,8 @@ def run(
         data: None (x ~ N(0, I)), 'digits', a .npy/.npz path, or a :class:`Dataset`.
         head: 'probe' (random Gaussian probe <g, h_L>) or 'softmax' (cross-entropy, ``classes``).
         workers, chunk_trials: execution only; results do not depend on them.
+        kernels: 'auto', 'numpy' or 'numba' (fused passes for relu/leaky-relu, from the
+            ``fast`` extra); execution only, results agree to rounding (``propagate.kernels``).
 
     Returns:
         RunResult with ``config``, ``layers`` and ``summary``.
@@ -313,6 +316,7 @@ def run(
         classes=classes,
         workers=workers,
         chunk_trials=chunk_trials,
+        kernels=kernels,
     )
     stats = simulate(net, cfg)
     layers, extras = summarize_layers(net, cfg, stats)
@@ -384,6 +388,7 @@ def run(
         "head": head,
         "classes": classes if head == "softmax" else None,
         "rng": "SFC64 per (seed, stream, layer, block of trials); see propagate.rng",
+        "kernels": stats.kernels,
         "exactness": _exactness(net),
     }
     return RunResult(config=config, layers=layers, summary=summary)

@@ -26,6 +26,7 @@ from .cli_options import (
     Gain,
     Head,
     Json,
+    Kernels,
     Mode,
     NoStd,
     Out,
@@ -81,6 +82,7 @@ def run(
     csv: Csv = None,
     out: Out = None,
     workers: Workers = None,
+    kernels: Kernels = "auto",
     all_layers: AllLayers = False,
     plot_dir: PlotDir = None,
     fmt: Format = "png",
@@ -106,6 +108,7 @@ def run(
             head=head,
             classes=classes,
             workers=workers,
+            kernels=kernels,
         )
         _write_outputs(result, csv, out)
         plots = write_run_plots(result, plot_dir, fmt) if plot_dir is not None else []

@@ -90,6 +90,16 @@ Workers = Annotated[
         "--workers", metavar="INT", help="Threads over trial chunks (results do not depend on it)."
     ),
 ]
+Kernels = Annotated[
+    str,
+    typer.Option(
+        "--kernels",
+        metavar="auto|numpy|numba",
+        help="Who runs the per-layer passes of relu/leaky-relu layers: numba's fused kernels "
+        "(with the 'fast' extra) or NumPy; auto picks numba for large runs. Results agree to "
+        "rounding.",
+    ),
+]
 AllLayers = Annotated[bool, typer.Option("--all-layers", help="Show every layer in the table.")]
 
 

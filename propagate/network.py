@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 from .activations import Activation
 from .data import Dataset
 from .errors import InputError
+from .kernels import choose as choose_kernels
 from .rng import Stream, block_generator, draw, trial_block
 from .schemes import InitSpec, LayerInit, sample_unit
 
@@ -52,7 +53,7 @@ __all__ = [
     "layer_biases",
 ]
 
-_CACHE_TARGET_BYTES = 8 << 20  # activations of one chunk-layer (measured best: 8 MiB)
+_CACHE_TARGET_BYTES = 4 << 20  # activations of one chunk-layer (measured best: 4 MiB)
 _WEIGHT_KEEP_BYTES = 256 << 20  # keep a chunk's weights below this, else regenerate them
 _BOOL_MASK_BYTES = 64 << 20  # a chunk's ReLU masks as bytes up to this, bit-packed beyond
 _TIGHT = 1e-3  # variance below this fraction of q: centred explicitly, not q - mean^2
@@ -124,6 +125,8 @@ class EngineConfig:
         workers: threads over trial chunks (None: one per core, at most 2 chunks each).
         chunk_trials: trials per chunk (None: chosen for cache and memory).
         keep_weights: keep weights between forward and backward (None: if they fit).
+        kernels: ``auto``, ``numpy`` or ``numba``: who runs the memory-bound passes of
+            rectifier layers (``kernels``); results agree to rounding.
     """
 
     batch: int
@@ -136,6 +139,7 @@ class EngineConfig:
     workers: int | None = None
     chunk_trials: int | None = None
     keep_weights: bool | None = None
+    kernels: str = "auto"
 
 
 @dataclass
@@ -162,6 +166,7 @@ class TrialStats:
     head: dict[str, np.ndarray]  # softmax head: (T,) max_prob, entropy, loss, log_g_top
     scale_range_warning: bool = False  # a trial's samples spanned > 1e30 in squared norm
     resolution_warning: bool = False  # a variance fell below float32's resolution of q
+    kernels: str = "numpy"  # who ran the rectifier passes: numpy or numba
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -239,27 +244,24 @@ def _plan_chunks(net: Network, cfg: EngineConfig, batch: int) -> int:
 
 
 def _chunk_bounds(net: Network, trials: int, k: int, workers: int, fixed: bool) -> list:
-    """Trial ranges of at most k trials, stream-aligned, in a count divisible by the workers.
+    """Trial ranges of at most k trials, in the order the workers should take them.
 
-    Equal chunks of k can leave one thread with a whole chunk more work than the other (7
-    chunks on 2 threads); splitting the same stream-aligned units into a multiple of
-    ``workers`` nearly equal chunks keeps both busy to the end.
+    The trials are split into ``workers`` equal shares (200 trials on two threads: 100 each,
+    where stream-aligned chunks would give 104 and 96), and each share is cut on the grid of
+    multiples of k, so only a share's first chunk can start inside a random stream. Shares are
+    interleaved (first chunk of each share, then the second, ...) so every worker finishes its
+    share at about the same time.
     """
     if fixed or workers <= 1:
         return [(t, min(trials, t + k)) for t in range(0, trials, k)]
-    block = max(trial_block(a * b) for a, b in zip(net.widths[:-1], net.widths[1:]))
-    unit = block if k >= block else k
-    units = -(-trials // unit)
-    per_chunk = max(1, k // unit)
-    n_chunks = -(-units // per_chunk)
-    n_chunks = min(units, -(-n_chunks // workers) * workers)
-    sizes = [units // n_chunks + (1 if i < units % n_chunks else 0) for i in range(n_chunks)]
-    bounds, start = [], 0
-    for size in sizes:
-        stop = min(trials, start + size * unit)
-        if stop > start:
-            bounds.append((start, stop))
-        start = stop
+    edges = [trials * i // workers for i in range(workers + 1)]
+    shares = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        cuts = [a, *range((a // k + 1) * k, b, k), b]
+        shares.append([(s, e) for s, e in zip(cuts[:-1], cuts[1:]) if e > s])
+    bounds = []
+    for i in range(max(len(share) for share in shares)):
+        bounds.extend(share[i] for share in shares if i < len(share))
     return bounds
 
 
@@ -378,8 +380,9 @@ def layer_biases(net: Network, seed: int, layer: int, t0: int, t1: int) -> np.nd
 class _Chunk:
     """Forward and backward pass of trials [t0, t1) through the whole stack."""
 
-    def __init__(self, net, cfg, batch, inputs, labels, t0: int, t1: int, cancel=None):
+    def __init__(self, net, cfg, batch, inputs, labels, t0, t1, cancel=None, fused=None):
         self.net, self.cfg, self.batch = net, cfg, batch
+        self.fused = fused  # kernels.FusedPasses, or None for NumPy passes
         self.cancel = cancel
         self.t0, self.t1, self.k = t0, t1, t1 - t0
         self.dtype = np.dtype(cfg.dtype)
@@ -393,10 +396,9 @@ class _Chunk:
 
     # -- random draws ------------------------------------------------------------------------
     def _weights(self, layer: int, li: LayerInit) -> np.ndarray:
-        w = None
         if li.distribution == "normal":  # sample_unit draws exactly these standard normals
             w = self._normal_draw(Stream.WEIGHTS, layer, (li.fan_out, li.fan_in))
-        if w is None:
+        else:
             w = layer_weights(self.net, self.cfg.seed, layer, self.t0, self.t1)
         return w.astype(self.dtype)  # a copy: the float64 buffer is reused
 
@@ -404,36 +406,33 @@ class _Chunk:
         b = layer_biases(self.net, self.cfg.seed, layer, self.t0, self.t1)
         return b.astype(self.dtype, copy=False)
 
-    def _normal_draw(self, kind: int, layer: int, shape: tuple[int, ...]) -> np.ndarray | None:
+    def _normal_draw(self, kind: int, layer: int, shape: tuple[int, ...]) -> np.ndarray:
         """Standard normals of this chunk's trials for one stream, filled in place.
 
         Exactly what ``rng.draw`` with ``standard_normal`` returns, but written straight into a
-        reused per-thread float64 buffer (no per-block arrays, no concatenation). None when the
-        chunk starts inside a stream; callers then take the general path.
+        reused per-thread float64 buffer (no per-block arrays, no concatenation). A chunk that
+        starts inside a stream draws that stream's earlier trials too and skips them.
         """
         per_trial = int(np.prod(shape))
         size = trial_block(per_trial)
-        if self.t0 % size:
-            return None
+        base = self.t0 - self.t0 % size  # first trial of the first stream
+        rows = self.t1 - base
         key = f"normal{kind}"
         buf = getattr(_ARENA, key, None)
-        if buf is None or buf.size < self.k * per_trial:
-            buf = np.empty(self.k * per_trial)
+        if buf is None or buf.size < rows * per_trial:
+            buf = np.empty(rows * per_trial)
             setattr(_ARENA, key, buf)
-        flat = buf[: self.k * per_trial].reshape(self.k, *shape)
-        for start in range(self.t0, self.t1, size):
+        flat = buf[: rows * per_trial].reshape(rows, *shape)
+        for start in range(base, self.t1, size):
             stop = min(self.t1, start + size)
             gen = block_generator(self.cfg.seed, kind, layer, start // size)
-            gen.standard_normal(out=flat[start - self.t0 : stop - self.t0])
-        return flat
+            gen.standard_normal(out=flat[start - base : stop - base])
+        return flat[self.t0 - base :]
 
     def _fill_probe(self, dh: np.ndarray) -> None:
         """Write this chunk's probes (exactly ``probe_vectors``) into ``dh``."""
         flat = self._normal_draw(Stream.PROBE, 0, (self.batch, self.net.widths[-1]))
-        if flat is None:
-            dh[...] = probe_vectors(self.net, self.cfg, self.t0, self.t1)
-        else:
-            np.copyto(dh, flat, casting="same_kind")
+        np.copyto(dh, flat, casting="same_kind")
 
     def _mask_buffer(self, layer: int, width: int) -> np.ndarray:
         """(k, batch, width) bool view of this thread's reusable mask arena for ``layer``.
@@ -472,8 +471,9 @@ class _Chunk:
     def _col_mean(self, prev_hsum, wm, bias, b_scale) -> np.ndarray:
         """(k, n_out) batch means of z_hat, from the batch sums of the layer's input (a tiny
         product instead of a pass over z)."""
-        col_sum = np.matmul(prev_hsum[:, None, :], wm.transpose(0, 2, 1).astype(np.float64))
-        col_sum = col_sum[:, 0, :]
+        # (k, n_out, n_in) @ (k, n_in, 1) in the working dtype: no transposed float64 copy of W
+        col_sum = np.matmul(wm, prev_hsum.astype(wm.dtype)[:, :, None])[:, :, 0]
+        col_sum = col_sum.astype(np.float64)
         if bias is not None:
             col_sum = col_sum + self.batch * b_scale[:, None] * bias[:, 0, :]
         return col_sum / self.batch
@@ -517,11 +517,16 @@ class _Chunk:
         """Given dloss/dh_layer (k, batch, n), normalised: its (k,) squared norm, then, after
         multiplying it by phi'(z_layer) in place (it becomes dloss/dz_layer), the (k, batch)
         squared norms per sample (None at layer 0, the input)."""
-        g_tot = _sumsq(dh).sum(axis=1)
         if layer == 0:
-            return g_tot, None
+            return _sumsq(dh).sum(axis=1), None
         act = self.net.activation
         stored = self._masks[layer - 1]
+        if self.fused is not None:
+            mask = stored
+            if self.pack_masks:
+                mask = np.unpackbits(stored, axis=-1, count=dh.shape[-1]).view(bool)
+            return self.fused.backward(dh, mask, act.negative_slope)
+        g_tot = _sumsq(dh).sum(axis=1)
         if act.name == "tanh":
             dh *= self._derivs[layer - 1][0]
         elif stored is not None:
@@ -533,6 +538,69 @@ class _Chunk:
             else:
                 dh *= np.where(mask, 1.0, act.negative_slope).astype(dh.dtype)
         return g_tot, _sumsq(dh)
+
+    def _forward_fused(self, z: np.ndarray, col_mean: np.ndarray, layer: int) -> dict:
+        """A rectifier layer's statistics and activation in one compiled pass (``kernels``)."""
+        mask = self._mask_buffer(layer, z.shape[-1])
+        st = self.fused.forward(z, self.net.activation.negative_slope, col_mean, mask)
+        self._masks.append(np.packbits(mask, axis=-1) if self.pack_masks else mask)
+        st.update(
+            h=z,
+            log_s=None,
+            nonzero=st["positive"].sum(axis=1),
+            unit_alive=st["positive"] > 0,
+        )
+        return st
+
+    def _forward_numpy(
+        self, z: np.ndarray, col_mean: np.ndarray, layer: int, log_sz: np.ndarray
+    ) -> dict:
+        """A layer's statistics and activation, one NumPy pass per statistic.
+
+        Returns sums over (batch, units) per trial (``q``: z^2; ``var_sum``: squared deviations
+        from the batch means), per-sample ``sq`` = sum h^2, per-unit batch sums ``hsum``,
+        ``nonzero`` counts, ``unit_alive`` (k, n), and ``h`` with its log scale ``log_s``
+        (None: unchanged). Masks (and tanh derivatives) are stored for the backward pass.
+        """
+        act, batch, n_out = self.net.activation, self.batch, z.shape[-1]
+        q = _sumsq(z).sum(axis=1)
+        var_sum = np.maximum(q - batch * np.sum(col_mean**2, axis=1), 0.0)
+        tight = var_sum < _TIGHT * q  # q - mean^2 cancels: centre explicitly
+        if np.any(tight):
+            rows = np.nonzero(tight)[0]
+            centred = z[rows].astype(np.float64) - col_mean[rows][:, None, :]
+            var_sum[rows] = np.einsum("tbn,tbn->t", centred, centred)
+        # activation (in place for rectifiers); masks kept for the backward pass
+        unit_alive = None
+        if act.is_rectifier and act.negative_slope != 1.0:
+            mask = np.greater(z, 0, out=self._mask_buffer(layer, n_out))
+            self._masks.append(np.packbits(mask, axis=-1) if self.pack_masks else mask)
+            nonzero = _count_true(mask)
+            if act.negative_slope != 0.0:
+                unit_alive = np.logical_or.reduce(mask, axis=1)
+        else:
+            self._masks.append(None)
+        if act.name == "tanh":
+            self._derivs.append(act.tanh_derivative(z, log_sz))
+        h, log_s = act.forward(z, log_sz)
+        if self._masks[-1] is None:
+            nz = h != 0
+            nonzero = _count_true(nz)
+            unit_alive = np.any(nz, axis=1)
+        ones_row = np.ones((1, batch), dtype=h.dtype)
+        hsum = np.matmul(ones_row, h)[:, 0, :].astype(np.float64)
+        if unit_alive is None:
+            unit_alive = hsum > 0  # h >= 0: a unit is alive iff its batch sum is > 0
+        return {
+            "q": q,
+            "var_sum": var_sum,
+            "sq": _sumsq(h),
+            "hsum": hsum,
+            "nonzero": nonzero,
+            "unit_alive": unit_alive,
+            "h": h,
+            "log_s": log_s,
+        }
 
     def run(self) -> dict[str, np.ndarray]:
         net, k, batch, dt = self.net, self.k, self.batch, self.dtype
@@ -572,18 +640,20 @@ class _Chunk:
         prev_hsum = np.broadcast_to(x.sum(axis=0) / rms0, (k, widths[0]))
 
         size = k * batch * max(widths)
-        self._buffers = (np.empty(size, dtype=dt), np.empty(size, dtype=dt))
+        buffers = getattr(_ARENA, "activations", None)  # reused: no fresh pages per chunk
+        if buffers is None or buffers[0].size < size or buffers[0].dtype != dt:
+            buffers = (np.empty(size, dtype=dt), np.empty(size, dtype=dt))
+            _ARENA.activations = buffers
+        self._buffers = buffers
         self.cur = 0
         self._masks: list[np.ndarray | None] = []
         self._derivs: list[tuple[np.ndarray, np.ndarray]] = []
         weights: list[np.ndarray | None] = []
         log_sigma = np.zeros((k, depth))
         log_prev_norm = []  # per layer: log ||h_{l-1,b}||^2 (k, batch)
-        ones_row = np.ones((1, batch), dtype=dt)
         with np.errstate(divide="ignore"):
             log_biases = np.log(net.bias_stds)
         is_lsuv = net.init.scheme.kind == "lsuv"
-        use_mask = act.is_rectifier and act.negative_slope != 1.0
 
         for l in range(1, depth + 1):
             if self.cancel is not None and self.cancel.is_set():
@@ -616,44 +686,20 @@ class _Chunk:
             wm = w * mult.astype(dt)[:, None, None]
             b_term = None if bias is None else b_scale.astype(dt)[:, None, None] * bias
             col_mean = self._col_mean(prev_hsum, wm, bias, b_scale)
-            mean_sq = np.mean(col_mean**2, axis=1)
-
             z = np.matmul(h, wm.transpose(0, 2, 1), out=self._buffer(self.cur, n_out))
             if b_term is not None:
                 z += b_term
-            q_hat = _sumsq(z).sum(axis=1) / (batch * n_out)
-            var_hat = np.maximum(q_hat - mean_sq, 0.0)
-            tight = var_hat < _TIGHT * q_hat  # q - mean^2 cancels: centre explicitly
-            if np.any(tight):
-                rows = np.nonzero(tight)[0]
-                centred = z[rows].astype(np.float64) - col_mean[rows][:, None, :]
-                var_hat[rows] = np.einsum("tbn,tbn->t", centred, centred) / (batch * n_out)
-                if dt == np.float32 and np.any(var_hat[rows] < 1e-10 * q_hat[rows]):
-                    resolution_warning = True
-
-            # activation (in place for rectifiers); masks kept for the backward pass
-            if use_mask:
-                mask = np.greater(z, 0, out=self._mask_buffer(l, n_out))
-                self._masks.append(np.packbits(mask, axis=-1) if self.pack_masks else mask)
-                nonzero = _count_true(mask)
-                if act.negative_slope == 0.0:
-                    unit_alive = None  # from the batch sums below
-                else:
-                    unit_alive = np.logical_or.reduce(mask, axis=1)
+            if self.fused is not None:
+                st = self._forward_fused(z, col_mean, l)
             else:
-                self._masks.append(None)
-            if act.name == "tanh":
-                self._derivs.append(act.tanh_derivative(z, log_sz))
-            h, log_s = act.forward(z, log_sz)
+                st = self._forward_numpy(z, col_mean, l, log_sz)
+            h, log_s = st["h"], (log_sz if st["log_s"] is None else st["log_s"])
             self.cur ^= 1  # the next layer writes into the other buffer
-            if not use_mask:
-                nz = h != 0
-                nonzero = _count_true(nz)
-                unit_alive = np.any(nz, axis=1)
-            sq = _sumsq(h)
-            hsum = np.matmul(ones_row, h)[:, 0, :].astype(np.float64)
-            if unit_alive is None:
-                unit_alive = hsum > 0  # h >= 0: a unit is alive iff its batch sum is > 0
+            q_hat = st["q"] / (batch * n_out)
+            var_hat = st["var_sum"] / (batch * n_out)
+            if dt == np.float32 and np.any(var_hat < 1e-10 * q_hat):
+                resolution_warning = True
+            sq, hsum, nonzero, unit_alive = st["sq"], st["hsum"], st["nonzero"], st["unit_alive"]
 
             w_ms = np.einsum("tij,tij->t", w, w).astype(np.float64) / (n_in * n_out)
             out["log_weight_var"][:, l - 1] = 2 * log_sigma[:, l - 1] + _log(w_ms)
@@ -822,8 +868,16 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
     workers = cfg.workers or min(2, os.cpu_count() or 1)
     bounds = _chunk_bounds(net, cfg.trials, k, workers, cfg.chunk_trials is not None)
 
+    act = net.activation
+    fused = choose_kernels(
+        cfg.kernels,
+        cfg.trials * batch * sum(net.widths[1:]),
+        cfg.dtype,
+        act.is_rectifier and act.negative_slope != 1.0,
+    )
+
     def one(b, cancel=None):
-        return _Chunk(net, cfg, batch, inputs, labels, *b, cancel=cancel).run()
+        return _Chunk(net, cfg, batch, inputs, labels, *b, cancel=cancel, fused=fused).run()
 
     workers = max(1, min(workers, len(bounds)))
     # BLAS runs single-threaded inside the engine: parallelism comes from trial chunks, and every
@@ -833,6 +887,7 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
             parts = [one(b) for b in bounds]
         else:
             parts = _run_threads(one, bounds, workers)
+    parts = [part for _, part in sorted(zip(bounds, parts), key=lambda pair: pair[0])]
 
     def cat(name):
         return np.concatenate([p[name] for p in parts], axis=0)
@@ -857,4 +912,5 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         head=head,
         scale_range_warning=any(p["range_warning"] for p in parts),
         resolution_warning=any(p["resolution_warning"] for p in parts),
+        kernels="numpy" if fused is None else "numba",
     )

@@ -1,0 +1,123 @@
+"""Who runs a rectifier layer's memory-bound passes: NumPy, or fused numba kernels.
+
+After each product the engine needs, per layer, the pre-activation norms, the ReLU mask, the
+ReLU itself, post-activation norms, batch sums and counts, and backward the gradient norms, the
+mask multiply and the per-sample norms. NumPy spends one pass over the activations on each (nine
+per layer); in float32 those passes cost as much as the two products. With the optional ``fast``
+extra (``pip install 'propagate-init[fast]'``, which brings numba) one compiled pass does the
+forward work and one the backward, accumulating in float64.
+
+numba costs about 0.5 s once per process (import and loading its cached machine code; a few
+seconds the very first time, while compiling), so ``auto`` uses it only where that is repaid:
+runs of at least ``AUTO_MIN_ELEMENTS`` activation entries. The choice depends on the run alone,
+never on what ran before in the process. Both paths give the same statistics to rounding
+(tested: 1e-9 in float64, 1e-5 in float32, natural-log units). Fused kernels cover relu and
+leaky-relu; linear and tanh layers always use NumPy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["KERNELS", "AUTO_MIN_ELEMENTS", "numba_installed", "FusedPasses", "choose"]
+
+KERNELS = ("auto", "numpy", "numba")
+# trials x batch x (n_1 + ... + n_L) from which numba's ~0.5 s start-up is repaid: the fused
+# passes save ~0.6 ns of wall time per entry on two threads (benchmarks/RESULTS.md)
+AUTO_MIN_ELEMENTS = 1e9
+
+_LOADED: dict[str, object] = {}
+
+
+def numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
+class FusedPasses:
+    """The fused forward and backward passes of a rectifier layer (numba)."""
+
+    def __init__(self, module) -> None:
+        self._m = module
+
+    def forward(self, z, slope, centre, mask):
+        """Fused statistics and rectifier; see ``_fused.rectifier_forward``.
+
+        Args:
+            z: (k, batch, n) pre-activations, overwritten with h. slope: negative-side slope.
+            centre: (k, n) float64 predicted batch means. mask: (k, batch, n) bool out.
+
+        Returns:
+            dict of float64 arrays: ``q`` (k,) sum z^2; ``var_sum`` (k,) sum of squared
+            deviations from the exact batch means; ``sq`` (k, batch) per-sample sum h^2;
+            ``hsum`` (k, n) batch sums of h; ``positive`` (k, n) int64 counts of z > 0.
+        """
+        k, b, n = z.shape
+        q, cq = np.empty(k), np.empty(k)
+        zsum, hsum = np.empty((k, n)), np.empty((k, n))
+        sq = np.empty((k, b))
+        positive = np.empty((k, n), dtype=np.int64)
+        centre = np.ascontiguousarray(centre, dtype=np.float64)
+        self._m.rectifier_forward(
+            z, z.dtype.type(slope), centre, mask, q, cq, zsum, sq, hsum, positive
+        )
+        # sum (z - c)^2 about the predicted means c, corrected to the exact means m = zsum / b:
+        # sum (z - m)^2 = sum (z - c)^2 - b sum_i (m_i - c_i)^2, with no cancellation since
+        # c is within rounding of m
+        offset = zsum / b - centre
+        var_sum = np.maximum(cq - b * np.einsum("tn,tn->t", offset, offset), 0.0)
+        return {"q": q, "var_sum": var_sum, "sq": sq, "hsum": hsum, "positive": positive}
+
+    def backward(self, dh, mask, slope):
+        """Fused gradient norms and mask multiply: ((k,) sum dh^2, (k, batch) per-sample sum of
+        (dloss/dz)^2); ``dh`` becomes dloss/dz in place."""
+        k, b, _ = dh.shape
+        g, dsq = np.empty(k), np.empty((k, b))
+        self._m.rectifier_backward(dh, mask, dh.dtype.type(slope), g, dsq)
+        return g, dsq
+
+
+def _load(dtype: np.dtype) -> FusedPasses:
+    """Import the kernels and compile or load them for ``dtype`` in this (the calling) thread."""
+    key = np.dtype(dtype).name
+    if key not in _LOADED:
+        from . import _fused
+
+        passes = FusedPasses(_fused)
+        z = np.zeros((1, 2, 3), dtype=dtype)
+        mask = np.zeros(z.shape, dtype=bool)
+        passes.forward(z, 0.0, np.zeros((1, 3)), mask)
+        passes.backward(z, mask, 0.0)
+        _LOADED[key] = passes
+    return _LOADED[key]  # type: ignore[return-value]
+
+
+def choose(kernels: str, elements: float, dtype, rectifier: bool) -> FusedPasses | None:
+    """The fused passes to use, or None for NumPy.
+
+    Args:
+        kernels: ``auto``, ``numpy`` or ``numba``.
+        elements: activation entries of the run, trials x batch x (n_1 + ... + n_L).
+        dtype: working dtype.
+        rectifier: the activation is relu or leaky-relu (the only ones with fused kernels).
+
+    Raises:
+        InputError: unknown choice, or ``numba`` asked for but not installed.
+    """
+    if kernels not in KERNELS:
+        raise InputError(f"unknown --kernels {kernels!r}; choose one of: {', '.join(KERNELS)}")
+    if kernels == "numpy" or not rectifier:
+        return None
+    if kernels == "numba":
+        if not numba_installed():
+            raise InputError(
+                "--kernels numba needs numba: pip install 'propagate-init[fast]' "
+                "(or use --kernels numpy)"
+            )
+        return _load(dtype)
+    if elements >= AUTO_MIN_ELEMENTS and numba_installed():
+        return _load(dtype)
+    return None

@@ -1,0 +1,164 @@
+"""Fused numba passes against the NumPy passes, and the choice between them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import propagate.network as network
+from propagate import kernels
+from propagate.activations import make_activation
+from propagate.cli import app
+from propagate.errors import InputError
+from propagate.network import EngineConfig, Network, _chunk_bounds, simulate
+from propagate.schemes import resolve_scheme
+
+pytest.importorskip("numba")
+
+FIELDS = (
+    "log_q",
+    "log_var",
+    "log_m",
+    "log_g",
+    "log_d",
+    "log_wgrad",
+    "dead_units",
+    "zero_fraction",
+    "dead_inputs",
+)
+
+
+def _net(widths, activation="relu", slope=None, bias_std=0.0, scheme="he-normal"):
+    act = make_activation(activation, slope)
+    return Network(
+        widths=tuple(widths),
+        activation=act,
+        init=resolve_scheme(scheme, activation=act),
+        bias_std=bias_std,
+    )
+
+
+def _both(net, dtype, **kw):
+    cfg = {"batch": 12, "trials": 21, "seed": 7, "dtype": dtype, **kw}
+    a = simulate(net, EngineConfig(kernels="numpy", **cfg))
+    b = simulate(net, EngineConfig(kernels="numba", **cfg))
+    assert (a.kernels, b.kernels) == ("numpy", "numba")
+    return a, b
+
+
+def _assert_close(a, b, atol):
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        np.testing.assert_array_equal(np.isfinite(x), np.isfinite(y), err_msg=name)
+        finite = np.isfinite(x)
+        np.testing.assert_allclose(x[finite], y[finite], rtol=0, atol=atol, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("activation", "slope", "bias_std", "widths"),
+    [
+        ("relu", None, 0.0, (16,) * 9),
+        ("leaky-relu", 0.2, 0.0, (16,) * 9),
+        ("relu", None, 0.5, (12, 20, 5, 30, 9)),
+        ("relu", None, 0.0, (3, 2, 2, 2, 2, 2, 2)),  # narrow: dead units and dead inputs
+    ],
+)
+@pytest.mark.parametrize(("dtype", "atol"), [(np.float64, 1e-9), (np.float32, 1e-5)])
+def test_fused_passes_give_the_numpy_statistics(activation, slope, bias_std, widths, dtype, atol):
+    a, b = _both(_net(widths, activation, slope, bias_std), dtype)
+    _assert_close(a, b, atol)
+    if widths[1] <= 3:  # the narrow case really has dead inputs to compare
+        assert np.any(a.dead_inputs > 0)
+
+
+def test_fused_passes_with_bit_packed_masks(monkeypatch):
+    monkeypatch.setattr(network, "_BOOL_MASK_BYTES", 0)  # every chunk packs its masks
+    a, b = _both(_net((16,) * 7), np.float64)
+    _assert_close(a, b, 1e-9)
+
+
+def test_fused_variance_needs_no_cancellation():
+    # a large bias makes the batch means dominate q: the variance is ~1e-4 of q
+    a, b = _both(_net((16,) * 5, bias_std=100.0), np.float64)
+    assert np.all(a.log_var - a.log_q < np.log(1e-3))
+    _assert_close(a, b, 1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_numbers_do_not_depend_on_the_chunking(dtype):
+    net = _net((16,) * 9)
+    runs = [
+        simulate(
+            net,
+            EngineConfig(
+                batch=12, trials=21, seed=7, dtype=dtype, chunk_trials=c, workers=w, kernels="numba"
+            ),
+        )
+        for c, w in ((21, 1), (1, 1), (3, 2), (8, 2))
+    ]
+    for other in runs[1:]:
+        for name in FIELDS:
+            np.testing.assert_array_equal(getattr(runs[0], name), getattr(other, name))
+
+
+def test_forward_kernel_against_direct_sums():
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((3, 7, 5)) + 0.3
+    centre = z.mean(axis=1) + 1e-3 * rng.standard_normal((3, 5))
+    mask = np.empty(z.shape, dtype=bool)
+    out = kernels.choose("numba", 1, np.float64, True).forward(z.copy(), 0.1, centre, mask)
+    h = np.where(z > 0, z, 0.1 * z)
+    np.testing.assert_array_equal(mask, z > 0)
+    np.testing.assert_allclose(out["q"], np.sum(z**2, axis=(1, 2)), rtol=1e-13)
+    dev = z - z.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(out["var_sum"], np.sum(dev**2, axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(out["sq"], np.sum(h**2, axis=2), rtol=1e-13)
+    np.testing.assert_allclose(out["hsum"], h.sum(axis=1), rtol=1e-13)
+    np.testing.assert_array_equal(out["positive"], (z > 0).sum(axis=1))
+
+
+def test_relu_output_has_no_negative_zeros():
+    z = -np.arange(1.0, 7.0).reshape(1, 2, 3)
+    mask = np.empty(z.shape, dtype=bool)
+    kernels.choose("numba", 1, np.float64, True).forward(z, 0.0, np.zeros((1, 3)), mask)
+    assert not np.any(np.signbit(z))
+
+
+def test_choice_of_kernels(monkeypatch):
+    assert kernels.choose("numpy", 1e12, np.float32, True) is None
+    assert kernels.choose("auto", 1e6, np.float32, True) is None  # too small to repay numba
+    assert kernels.choose("auto", 1e10, np.float32, True) is not None
+    assert kernels.choose("numba", 1, np.float32, False) is None  # tanh, linear: NumPy
+    with pytest.raises(InputError, match="choose one of: auto, numpy, numba"):
+        kernels.choose("fast", 1, np.float32, True)
+    monkeypatch.setattr(kernels, "numba_installed", lambda: False)
+    assert kernels.choose("auto", 1e10, np.float32, True) is None
+    with pytest.raises(InputError, match=r"pip install 'propagate-init\[fast\]'"):
+        kernels.choose("numba", 1, np.float32, True)
+
+
+def test_cli_reports_the_kernels_and_refuses_unknown_ones():
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["run", "--depth", "3", "--fan-in", "8", "--kernels", "numba", "--json"]
+    )
+    assert res.exit_code == 0
+    assert '"kernels": "numba"' in res.stdout
+    bad = runner.invoke(app, ["run", "--depth", "3", "--fan-in", "8", "--kernels", "gpu"])
+    assert bad.exit_code == 2
+    assert "unknown --kernels 'gpu'; choose one of: auto, numpy, numba" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("trials", "k", "workers"), [(200, 16, 2), (21, 8, 2), (7, 8, 2), (9, 4, 3)]
+)
+def test_chunks_split_the_trials_evenly_between_workers(trials, k, workers):
+    net = _net((8, 8))
+    bounds = sorted(_chunk_bounds(net, trials, k, workers, fixed=False))
+    assert bounds[0][0] == 0 and bounds[-1][1] == trials
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(0 < e - s <= k for s, e in bounds)
+    edges = [trials * i // workers for i in range(workers + 1)]
+    starts = {s for s, _ in bounds}
+    assert set(edges[:-1]) <= starts  # every share starts a chunk: shares are exactly equal
