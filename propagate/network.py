@@ -171,8 +171,9 @@ class TrialStats:
 
 # ----------------------------------------------------------------------------------- helpers
 def _log(x: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.log(x)
+    """Natural log, -inf where x is 0 (no warning, no floating-point state switching)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.log(x, out=np.full(x.shape, -np.inf), where=x > 0)
 
 
 def _log_mean_exp(logs: np.ndarray) -> np.ndarray:
@@ -244,7 +245,7 @@ def _plan_chunks(net: Network, cfg: EngineConfig, batch: int) -> int:
 
 
 def _chunk_bounds(net: Network, trials: int, k: int, workers: int, fixed: bool) -> list:
-    """Trial ranges of at most k trials, in the order the workers should take them.
+    """Trial ranges of about k trials (at most 1.25 k), in the order the workers should take them.
 
     The trials are split into ``workers`` equal shares (200 trials on two threads: 100 each,
     where stream-aligned chunks would give 104 and 96), and each share is cut on the grid of
@@ -258,6 +259,12 @@ def _chunk_bounds(net: Network, trials: int, k: int, workers: int, fixed: bool) 
     shares = []
     for a, b in zip(edges[:-1], edges[1:]):
         cuts = [a, *range((a // k + 1) * k, b, k), b]
+        # a sliver at either end of a share joins its neighbour (each chunk costs a pass of
+        # per-layer bookkeeping: narrow stacks are bound by it)
+        if len(cuts) > 2 and cuts[1] - cuts[0] <= k // 4:
+            del cuts[1]
+        if len(cuts) > 2 and cuts[-1] - cuts[-2] <= k // 4:
+            del cuts[-2]
         shares.append([(s, e) for s, e in zip(cuts[:-1], cuts[1:]) if e > s])
     bounds = []
     for i in range(max(len(share) for share in shares)):
@@ -269,6 +276,7 @@ def estimate_memory(net: Network, cfg: EngineConfig) -> dict[str, int]:
     """Peak bytes a run will need, estimated before anything large is allocated."""
     batch = _effective_batch(cfg)
     k = min(_plan_chunks(net, cfg, batch), cfg.trials)
+    k += k // 4  # a chunk may take in a sliver of its neighbour (_chunk_bounds)
     workers = min(cfg.workers or min(2, os.cpu_count() or 1), -(-cfg.trials // k))
     itemsize = np.dtype(cfg.dtype).itemsize
     widest = max(net.widths)
@@ -441,14 +449,13 @@ class _Chunk:
         avoids touching fresh pages for every chunk.
         """
         size = self.k * self.batch * max(self.net.widths)
-        key = (self.net.depth, size)
+        rows = 1 if self.pack_masks else self.net.depth
         arena = getattr(_ARENA, "masks", None)
-        if arena is None or arena[0] != key:
-            rows = 1 if self.pack_masks else self.net.depth
-            arena = (key, np.empty((rows, size), dtype=bool))
+        if arena is None or arena.shape[0] < rows or arena.shape[1] < size:
+            arena = np.empty((rows, size), dtype=bool)  # chunks of other sizes reuse it
             _ARENA.masks = arena
         row = 0 if self.pack_masks else layer - 1
-        return arena[1][row, : self.k * self.batch * width].reshape(self.k, self.batch, width)
+        return arena[row, : self.k * self.batch * width].reshape(self.k, self.batch, width)
 
     def _buffer(self, which: int, width: int) -> np.ndarray:
         """(k, batch, width) view of one of two reused activation buffers (no page faults)."""
@@ -650,7 +657,7 @@ class _Chunk:
         self._derivs: list[tuple[np.ndarray, np.ndarray]] = []
         weights: list[np.ndarray | None] = []
         log_sigma = np.zeros((k, depth))
-        log_prev_norm = []  # per layer: log ||h_{l-1,b}||^2 (k, batch)
+        prev_norms = []  # per layer: (log scale (k,), ||h_hat_{l-1,b}||^2 (k, batch)) of its input
         with np.errstate(divide="ignore"):
             log_biases = np.log(net.bias_stds)
         is_lsuv = net.init.scheme.kind == "lsuv"
@@ -663,7 +670,7 @@ class _Chunk:
             w = self._weights(l, li)
             weights.append(w if self.keep else None)
             log_sigma[:, l - 1] = math.log(li.std)
-            log_prev_norm.append(2 * log_s[:, None] + _log(prev_sq))
+            prev_norms.append((log_s, prev_sq))
             alive = prev_ms > 0
             # estimated log rms of the weight term, then the pre-activation scale
             log_a = np.where(
@@ -739,8 +746,15 @@ class _Chunk:
                 log_gs = log_gs + self._derivs[l - 1][1]  # phi''s own scale, as a logarithm
             dms = d_sq.sum(axis=1) / (batch * n_out)
             out["log_d"][:, l - 1] = 2 * log_gs + _log(dms)
-            per_sample = 2 * log_gs[:, None] + _log(d_sq) + log_prev_norm[l - 1]
-            out["log_wgrad"][:, l - 1] = _log_mean_exp(per_sample)
+            # ||dloss_b/dW_l||_F^2 = ||dloss_b/dz_l||^2 ||h_{l-1,b}||^2: its batch mean from the
+            # normalised norms (both of order n, so the products cannot overflow) and the scales
+            log_s_in, sq_in = prev_norms[l - 1]
+            mean_hat = np.einsum("tb,tb->t", d_sq, sq_in) / batch
+            log_mean = _log(mean_hat)
+            lost = (mean_hat == 0) & np.any((d_sq > 0) & (sq_in > 0), axis=1)
+            if np.any(lost):  # every product underflowed (norms spanning > 1e300): logs instead
+                log_mean[lost] = _log_mean_exp(_log(d_sq[lost]) + _log(sq_in[lost]))
+            out["log_wgrad"][:, l - 1] = 2 * log_gs + 2 * log_s_in + log_mean
             w = weights[l - 1] if weights[l - 1] is not None else self._weights(l, li)
             alive = dms > 0
             log_est = 0.5 * _log(np.where(alive, dms, 1.0)) + 0.5 * math.log(
