@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 CASE = r"""
-import json, math, os, resource, sys, time
+import json, math, os, sys, time
 import numpy as np
 from propagate.api import build_network
 from propagate.spectra import correlation_map, jacobian_spectrum, spectra, weight_spectra
@@ -54,7 +54,10 @@ if jac is not None:
                                      "log10_sv_max", "log10_sv_min", "zero_fraction")})
     out["finite"] = all(math.isfinite(jac[k]) for k in ("log10_mean_sq_sv", "log10_sv_max",
                                                         "log10_sv_min"))
-out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss (which Linux carries over exec from the forking parent)
+with open("/proc/self/status") as fh:
+    hwm = [line.split()[1] for line in fh if line.startswith("VmHWM")][0]
+out["peak_rss_mib"] = int(hwm) / 1024
 print(json.dumps(out))
 """
 
