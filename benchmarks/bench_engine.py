@@ -13,6 +13,7 @@ Both engine paths are timed: NumPy passes (``--kernels numpy``) and the fused nu
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -111,15 +112,25 @@ def main():
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     trials = 40 if args.quick else 200
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(
+            f"warning: load average {load:.2f} before starting: other processes slow the "
+            "two-thread BLAS floor most, so ratios are unreliable (even above 100 %)"
+        )
     print(f"{'case':56s} {'floor s':>8s} {'engine s':>9s} {'speed vs floor':>15s}")
     have_numba = numba_installed()
     for dtype in (np.float32, np.float64):
         name = f"depth 30 width 64 batch 1024 {trials} trials {np.dtype(dtype).name}"
         floor = matmul_floor(trials, 1024, 64, 30, dtype)
+        times = {}
         for kernels in ("numpy", "numba") if have_numba else ("numpy",):
             if kernels == "numba":
                 engine(4, 8, 64, 2, dtype, kernels="numba", repeats=1)  # load before timing
-            eng = engine(trials, 1024, 64, 30, dtype, kernels=kernels)
+            times[kernels] = engine(trials, 1024, 64, 30, dtype, kernels=kernels)
+        # the floor again after the engine: two-thread BLAS is the first to suffer from load
+        floor = min(floor, matmul_floor(trials, 1024, 64, 30, dtype))
+        for kernels, eng in times.items():
             label = f"{name}, {kernels}"
             print(f"{label:56s} {floor:8.3f} {eng:9.3f} {100 * floor / eng:14.0f}%")
     if have_numba:

@@ -33,7 +33,13 @@ Slope = Annotated[
     typer.Option("--negative-slope", metavar="A", help="Leaky ReLU slope a (default 0.01)."),
 ]
 BiasStd = Annotated[
-    str, typer.Option("--bias-std", metavar="S", help="Std of N(0, s^2) biases (default 0: none).")
+    str,
+    typer.Option(
+        "--bias-std",
+        metavar="S|torch",
+        help="Std of N(0, s^2) biases (default 0: none), or 'torch' for nn.Linear's own "
+        "U(+-1/sqrt(fan_in)) bias.",
+    ),
 ]
 Dist = Annotated[
     str | None,

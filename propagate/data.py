@@ -71,7 +71,7 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     except ImportError:
         raise InputError(
             "--data digits needs scikit-learn, which ships the data set: "
-            "pip install 'propagate-init[data]'"
+            "pip install 'propagate-init[data]' (from a checkout: pip install '.[data]')"
         ) from None
     bunch = load_digits()
     return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)

@@ -114,8 +114,8 @@ def choose(kernels: str, elements: float, dtype, rectifier: bool) -> FusedPasses
     if kernels == "numba":
         if not numba_installed():
             raise InputError(
-                "--kernels numba needs numba: pip install 'propagate-init[fast]' "
-                "(or use --kernels numpy)"
+                "--kernels numba needs numba: pip install 'propagate-init[fast]' (from a "
+                "checkout: pip install '.[fast]'), or use --kernels numpy"
             )
         return _load(dtype)
     if elements >= AUTO_MIN_ELEMENTS and numba_installed():

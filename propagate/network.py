@@ -15,9 +15,13 @@ Scales are per trial: the samples of one network share one. Per-sample squared n
 accumulated in float64 from the working dtype.
 
 Memory. Trials run in chunks (each chunk through all layers, forward then backward); a chunk keeps
-only bit-packed ReLU masks (1 bit per unit), per-sample norms and, when they fit the budget, its
-unit-scale weights; otherwise weights are regenerated in the backward pass from their
-(trial, layer) streams (``rng``), which gives the same numbers.
+only ReLU masks (bytes, or bit-packed when large), per-sample norms and, when they fit the budget,
+its unit-scale weights; otherwise weights are regenerated in the backward pass from their
+(trial, layer) streams (``rng``), which gives the same numbers. Chunks run on two threads, each
+with single-threaded BLAS; the trials are split into equal shares per thread.
+
+Passes. After each product a layer's statistics are one NumPy pass each, or, for relu and
+leaky-relu with ``kernels`` choosing numba, one fused compiled pass forward and one backward.
 
 Randomness: every draw comes from ``rng.draw`` streams keyed by (seed, kind, layer, trial block),
 so trial i's numbers do not depend on the number of trials, the chunking or the thread count.

@@ -517,7 +517,8 @@ def _connect(address: str):
         from distributed import Client
     except ImportError:
         raise InputError(
-            "--scheduler needs Dask distributed: pip install 'propagate-init[distributed]'"
+            "--scheduler needs Dask distributed: pip install 'propagate-init[distributed]' "
+            "(from a checkout: pip install '.[distributed]')"
         ) from None
     try:
         _probe(address)
