@@ -1,6 +1,7 @@
 """Numba kernels: one pass per layer and direction for rectifier layers (imported lazily).
 
-Only ``kernels`` imports this module, and only once numba is known to be installed. Every kernel
+Only ``kernels`` imports this module, when numba is wanted; ``compile_kernels`` compiles the two
+plain-Python kernels below (or loads them from numba's cache). Every kernel
 works on one chunk, arrays (trials, batch, units) C-contiguous, in the working dtype, and
 accumulates its sums in float64. ``reassoc`` lets LLVM vectorise those sums (the order is fixed
 by the compiled code, so results are still deterministic); no-NaN/no-inf assumptions are not
@@ -16,7 +17,6 @@ import numpy as np
 _FASTMATH = {"reassoc", "contract"}
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def rectifier_forward(z, slope, centre, mask, q, cq, zsum, sq, hsum, positive):  # pragma: no cover
     """Statistics of z, then h = rectifier(z) in place, in one pass.
 
@@ -65,7 +65,6 @@ def rectifier_forward(z, slope, centre, mask, q, cq, zsum, sq, hsum, positive): 
         positive[t, :] = pc
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def rectifier_backward(dh, mask, slope, g, dsq):  # pragma: no cover
     """Norms of dloss/dh, then dloss/dz = dloss/dh * phi'(z) in place, in one pass.
 
@@ -90,3 +89,13 @@ def rectifier_backward(dh, mask, slope, g, dsq):  # pragma: no cover
                 s_t += y * y
             dsq[t, s] = s_t
         g[t] = g_t
+
+
+def compile_kernels(cache: bool):
+    """(forward, backward) numba dispatchers; ``cache`` keeps the machine code on disk (numba
+    raises at once if no cache folder is usable)."""
+    options = {"nogil": True, "cache": cache, "fastmath": _FASTMATH}
+    return (
+        numba.njit(**options)(rectifier_forward),
+        numba.njit(**options)(rectifier_backward),
+    )

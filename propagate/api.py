@@ -331,6 +331,15 @@ def run(
             "have lost digits for the smallest"
             + (": rerun with --dtype float64" if dtype == "float32" else "")
         )
+    act = net.activation
+    if not (act.is_rectifier and act.negative_slope == 0.0) and np.any(stats.dead_inputs > 0):
+        warnings.append(
+            f"some inputs' h_l is exactly 0 under {act.name}, which cannot switch a unit off: "
+            f"their scale fell out of {dtype}'s range within one network (a tiny "
+            "--negative-slope?); "
+            "their statistics are lost: rerun with --dtype float64"
+            + (" or a larger --negative-slope" if act.name == "leaky-relu" else "")
+        )
     if stats.resolution_warning:
         warnings.append(
             "a pre-activation variance fell below 1e-10 of its second moment (inputs aligned, "

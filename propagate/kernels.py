@@ -23,7 +23,14 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["KERNELS", "AUTO_MIN_ELEMENTS", "numba_installed", "FusedPasses", "choose"]
+__all__ = [
+    "KERNELS",
+    "AUTO_MIN_ELEMENTS",
+    "numba_installed",
+    "FusedPasses",
+    "KernelsUnavailable",
+    "choose",
+]
 
 KERNELS = ("auto", "numpy", "numba")
 # trials x batch x (n_1 + ... + n_L) from which numba's ~0.5 s start-up is repaid: the fused
@@ -40,8 +47,8 @@ def numba_installed() -> bool:
 class FusedPasses:
     """The fused forward and backward passes of a rectifier layer (numba)."""
 
-    def __init__(self, module) -> None:
-        self._m = module
+    def __init__(self, forward, backward) -> None:
+        self._forward, self._backward = forward, backward
 
     def forward(self, z, slope, centre, mask):
         """Fused statistics and rectifier; see ``_fused.rectifier_forward``.
@@ -61,9 +68,7 @@ class FusedPasses:
         sq = np.empty((k, b))
         positive = np.empty((k, n), dtype=np.int64)
         centre = np.ascontiguousarray(centre, dtype=np.float64)
-        self._m.rectifier_forward(
-            z, z.dtype.type(slope), centre, mask, q, cq, zsum, sq, hsum, positive
-        )
+        self._forward(z, z.dtype.type(slope), centre, mask, q, cq, zsum, sq, hsum, positive)
         # sum (z - c)^2 about the predicted means c, corrected to the exact means m = zsum / b:
         # sum (z - m)^2 = sum (z - c)^2 - b sum_i (m_i - c_i)^2, with no cancellation since
         # c is within rounding of m
@@ -76,23 +81,55 @@ class FusedPasses:
         (dloss/dz)^2); ``dh`` becomes dloss/dz in place."""
         k, b, _ = dh.shape
         g, dsq = np.empty(k), np.empty((k, b))
-        self._m.rectifier_backward(dh, mask, dh.dtype.type(slope), g, dsq)
+        self._backward(dh, mask, dh.dtype.type(slope), g, dsq)
         return g, dsq
 
-
-def _load(dtype: np.dtype) -> FusedPasses:
-    """Import the kernels and compile or load them for ``dtype`` in this (the calling) thread."""
-    key = np.dtype(dtype).name
-    if key not in _LOADED:
-        from . import _fused
-
-        passes = FusedPasses(_fused)
+    def warm_up(self, dtype) -> None:
+        """Compile, or load from the cache, the machine code for ``dtype`` (in this thread)."""
         z = np.zeros((1, 2, 3), dtype=dtype)
         mask = np.zeros(z.shape, dtype=bool)
-        passes.forward(z, 0.0, np.zeros((1, 3)), mask)
-        passes.backward(z, mask, 0.0)
+        self.forward(z, 0.0, np.zeros((1, 3)), mask)
+        self.backward(z, mask, 0.0)
+
+
+def _load(dtype) -> FusedPasses:
+    """The fused passes, compiled or loaded for ``dtype``.
+
+    numba's disk cache is tried first; a cache that cannot be written or read (read-only
+    folders, a truncated file) falls back to compiling in memory.
+
+    Raises:
+        KernelsUnavailable: numba cannot be imported or cannot compile the kernels.
+    """
+    key = np.dtype(dtype).name
+    if key in _LOADED:
+        return _LOADED[key]  # type: ignore[return-value]
+    try:
+        from . import _fused
+    except Exception as exc:  # a broken numba install fails in many ways
+        raise KernelsUnavailable(
+            f"numba cannot be imported ({type(exc).__name__}: {exc})"
+        ) from None
+    errors = []
+    for cache in (True, False):
+        try:
+            passes = FusedPasses(*_fused.compile_kernels(cache))
+            passes.warm_up(dtype)
+        except Exception as exc:
+            errors.append(_one_line(exc))
+            continue
         _LOADED[key] = passes
-    return _LOADED[key]  # type: ignore[return-value]
+        return passes
+    raise KernelsUnavailable(f"numba cannot compile the kernels ({errors[-1]})")
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+class KernelsUnavailable(Exception):
+    """numba is installed but cannot be imported or cannot compile the kernels."""
 
 
 def choose(kernels: str, elements: float, dtype, rectifier: bool) -> FusedPasses | None:
@@ -117,7 +154,15 @@ def choose(kernels: str, elements: float, dtype, rectifier: bool) -> FusedPasses
                 "--kernels numba needs numba: pip install 'propagate-init[fast]' (from a "
                 "checkout: pip install '.[fast]'), or use --kernels numpy"
             )
-        return _load(dtype)
+        try:
+            return _load(dtype)
+        except KernelsUnavailable as exc:
+            raise InputError(
+                f"--kernels numba: {exc}; reinstall numba or use --kernels numpy"
+            ) from None
     if elements >= AUTO_MIN_ELEMENTS and numba_installed():
-        return _load(dtype)
+        try:
+            return _load(dtype)
+        except KernelsUnavailable:
+            return None  # auto: NumPy gives the same statistics
     return None

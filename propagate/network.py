@@ -60,6 +60,7 @@ __all__ = [
 _CACHE_TARGET_BYTES = 4 << 20  # activations of one chunk-layer (measured best: 4 MiB)
 _WEIGHT_KEEP_BYTES = 256 << 20  # keep a chunk's weights below this, else regenerate them
 _BOOL_MASK_BYTES = 64 << 20  # a chunk's ReLU masks as bytes up to this, bit-packed beyond
+_F32_TINY_SUMSQ = 1e-25  # float32 sums of squares below this are redone in float64
 _TIGHT = 1e-3  # variance below this fraction of q: centred explicitly, not q - mean^2
 LSUV_TOLERANCE = 0.02  # |Var - 1| <= tol, as in Mishkin & Matas' Caffe code
 LSUV_MAX_ITER = 20
@@ -191,10 +192,22 @@ def _log_mean_exp(logs: np.ndarray) -> np.ndarray:
 
 def _sumsq(a: np.ndarray) -> np.ndarray:
     """(trials, batch) squared norms over the last axis, summed in the working dtype per row
-    (short rows) and returned as float64."""
+    (short rows) and returned as float64.
+
+    Rows too small for float32 squares (an input 1e-20 of its network's others: its squares
+    underflow) are summed again in float64, so a tiny row never reads as an exact zero.
+    """
     if a.shape[-1] < 32:  # einsum handles many short rows faster than vecdot
-        return np.einsum("tbn,tbn->tb", a, a).astype(np.float64)
-    return np.vecdot(a, a).astype(np.float64)
+        out = np.einsum("tbn,tbn->tb", a, a).astype(np.float64)
+    else:
+        out = np.vecdot(a, a).astype(np.float64)
+    if a.dtype == np.float32:
+        small = out < _F32_TINY_SUMSQ
+        if np.any(small):
+            t, b = np.nonzero(small)
+            rows = a[t, b].astype(np.float64)
+            out[t, b] = np.einsum("mn,mn->m", rows, rows)
+    return out
 
 
 def _count_true(mask: np.ndarray) -> np.ndarray:
@@ -291,7 +304,8 @@ def estimate_memory(net: Network, cfg: EngineConfig) -> dict[str, int]:
     weights_f64 = 4 * k * max(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * 8
     kept = k * sum(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * itemsize
     keep = cfg.keep_weights if cfg.keep_weights is not None else kept <= _WEIGHT_KEEP_BYTES
-    per_worker = act + masks + weights_f64 + (kept if keep else 0) + 4 * k * batch * 8 * net.depth
+    per_layer = 4 * k * batch * 8 + 8192  # per-sample norms kept, and the per-layer objects
+    per_worker = act + masks + weights_f64 + (kept if keep else 0) + per_layer * net.depth
     stats = cfg.trials * (12 * net.depth + 8) * 8
     inputs = (cfg.data.x.nbytes if cfg.data is not None else 0) + 2 * k * batch * net.widths[0] * 8
     if cfg.head == "softmax":  # classifier weights, logits, probabilities, one-hot, gradient
@@ -401,7 +415,9 @@ class _Chunk:
         self.inputs = inputs  # (batch, n0) inputs shared by all trials
         self.labels = labels  # (batch,) class labels of the data, or None
         self.keep = cfg.keep_weights
-        self.pack_masks = self.k * batch * sum(net.widths[1:]) > _BOOL_MASK_BYTES
+        self._units = sum(net.widths[1:])
+        self._offsets = np.concatenate([[0], np.cumsum(net.widths[1:])]).tolist()
+        self.pack_masks = self.k * batch * self._units > _BOOL_MASK_BYTES
         if self.keep is None:
             kept = self.k * sum(a * b for a, b in zip(net.widths[:-1], net.widths[1:]))
             self.keep = kept * self.dtype.itemsize <= _WEIGHT_KEEP_BYTES
@@ -449,17 +465,20 @@ class _Chunk:
     def _mask_buffer(self, layer: int, width: int) -> np.ndarray:
         """(k, batch, width) bool view of this thread's reusable mask arena for ``layer``.
 
-        Masks are kept until the backward pass; reusing one arena per thread across chunks
-        avoids touching fresh pages for every chunk.
+        Masks are kept until the backward pass, layer after layer in one flat arena
+        (k * batch * (n_1 + ... + n_L) bytes, as ``estimate_memory`` counts them); with
+        bit-packing only one layer's bytes are needed. Reusing the arena across chunks avoids
+        touching fresh pages for every chunk.
         """
-        size = self.k * self.batch * max(self.net.widths)
-        rows = 1 if self.pack_masks else self.net.depth
+        per_trial = self.batch * (max(self.net.widths[1:]) if self.pack_masks else self._units)
+        size = self.k * per_trial
         arena = getattr(_ARENA, "masks", None)
-        if arena is None or arena.shape[0] < rows or arena.shape[1] < size:
-            arena = np.empty((rows, size), dtype=bool)  # chunks of other sizes reuse it
+        if arena is None or arena.size < size:
+            arena = np.empty(size, dtype=bool)  # chunks of other sizes reuse it
             _ARENA.masks = arena
-        row = 0 if self.pack_masks else layer - 1
-        return arena[row, : self.k * self.batch * width].reshape(self.k, self.batch, width)
+        start = 0 if self.pack_masks else self.k * self.batch * self._offsets[layer - 1]
+        count = self.k * self.batch * width
+        return arena[start : start + count].reshape(self.k, self.batch, width)
 
     def _buffer(self, which: int, width: int) -> np.ndarray:
         """(k, batch, width) view of one of two reused activation buffers (no page faults)."""
@@ -482,9 +501,8 @@ class _Chunk:
     def _col_mean(self, prev_hsum, wm, bias, b_scale) -> np.ndarray:
         """(k, n_out) batch means of z_hat, from the batch sums of the layer's input (a tiny
         product instead of a pass over z)."""
-        # (k, n_out, n_in) @ (k, n_in, 1) in the working dtype: no transposed float64 copy of W
-        col_sum = np.matmul(wm, prev_hsum.astype(wm.dtype)[:, :, None])[:, :, 0]
-        col_sum = col_sum.astype(np.float64)
+        # (k, n_out, n_in) @ (k, n_in, 1) in float64 (W as stored: no transposed copy)
+        col_sum = np.matmul(wm.astype(np.float64), prev_hsum[:, :, None])[:, :, 0]
         if bias is not None:
             col_sum = col_sum + self.batch * b_scale[:, None] * bias[:, 0, :]
         return col_sum / self.batch
@@ -639,6 +657,8 @@ class _Chunk:
         # -- input: one batch shared by every trial (data, or Gaussian drawn from the seed) --
         x = self.inputs  # (batch, n0) float64
         sq0 = np.einsum("bn,bn->b", x, x)
+        if np.any(sq0 > 0) and sq0.max() > 1e30 * np.min(sq0[sq0 > 0]):
+            range_warning = True  # the smallest inputs may not survive the working dtype
         ms0 = float(sq0.sum()) / (batch * widths[0])
         out["log_m0"] = np.full(k, math.log(ms0) if ms0 > 0 else -math.inf)
         rms0 = math.sqrt(ms0) if ms0 > 0 else 1.0
@@ -712,7 +732,7 @@ class _Chunk:
                 resolution_warning = True
             sq, hsum, nonzero, unit_alive = st["sq"], st["hsum"], st["nonzero"], st["unit_alive"]
 
-            w_ms = np.einsum("tij,tij->t", w, w).astype(np.float64) / (n_in * n_out)
+            w_ms = _sumsq(w).sum(axis=1) / (n_in * n_out)  # per row, then float64: per trial
             out["log_weight_var"][:, l - 1] = 2 * log_sigma[:, l - 1] + _log(w_ms)
             out["log_q"][:, l - 1] = 2 * log_sz + _log(q_hat)
             out["log_var"][:, l - 1] = 2 * log_sz + _log(var_hat)

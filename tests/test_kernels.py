@@ -162,3 +162,40 @@ def test_chunks_split_the_trials_evenly_between_workers(trials, k, workers):
     edges = [trials * i // workers for i in range(workers + 1)]
     starts = {s for s, _ in bounds}
     assert set(edges[:-1]) <= starts  # every share starts a chunk: shares are exactly equal
+
+
+def test_unusable_numba_cache_falls_back_to_compiling_in_memory(monkeypatch):
+    from propagate import _fused
+
+    real = _fused.compile_kernels
+    calls = []
+
+    def flaky(cache):
+        calls.append(cache)
+        if cache:
+            raise RuntimeError("cannot cache function 'rectifier_forward': no locator available")
+        return real(cache)
+
+    monkeypatch.setattr(kernels, "_LOADED", {})
+    monkeypatch.setattr(_fused, "compile_kernels", flaky)
+    passes = kernels.choose("numba", 1, np.float64, True)
+    assert passes is not None and calls == [True, False]
+    z = np.array([[[-1.0, 2.0]]])
+    mask = np.empty(z.shape, dtype=bool)
+    assert passes.forward(z, 0.0, np.zeros((1, 2)), mask)["q"][0] == 5.0
+
+
+def test_broken_numba_is_an_input_error_or_a_quiet_fallback(monkeypatch):
+    from propagate import _fused
+
+    def broken(cache):
+        raise ImportError("Numba needs NumPy 2.3 or less\nsecond line")
+
+    monkeypatch.setattr(kernels, "_LOADED", {})
+    monkeypatch.setattr(_fused, "compile_kernels", broken)
+    assert kernels.choose("auto", 1e10, np.float32, True) is None
+    with pytest.raises(InputError) as err:
+        kernels.choose("numba", 1, np.float32, True)
+    message = str(err.value)
+    assert "ImportError: Numba needs NumPy 2.3 or less" in message and "\n" not in message
+    assert "--kernels numpy" in message

@@ -11,6 +11,7 @@ from propagate.activations import make_activation
 from propagate.network import (
     EngineConfig,
     Network,
+    estimate_memory,
     layer_biases,
     layer_weights,
     probe_vectors,
@@ -160,8 +161,12 @@ def _all(stats):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_same_numbers_whatever_the_chunking(dtype):
-    net = _net((16,) * 9, scheme="he-uniform")
+@pytest.mark.parametrize(
+    "widths",
+    [(16,) * 9, (300,) * 4, (3, 1, 1, 1, 1)],  # wide rows: float32 sums; width 1: batch means
+)
+def test_same_numbers_whatever_the_chunking(dtype, widths):
+    net = _net(widths, scheme="he-uniform")
     runs = [
         simulate(
             net, EngineConfig(batch=12, trials=21, seed=7, dtype=dtype, chunk_trials=c, workers=w)
@@ -169,7 +174,9 @@ def test_same_numbers_whatever_the_chunking(dtype):
         for c, w in ((21, 1), (1, 1), (3, 2), (8, 2), (5, 1))
     ]
     for other in runs[1:]:
-        for a, b in zip(_all(runs[0]), _all(other)):
+        for a, b in zip(
+            [*_all(runs[0]), runs[0].log_weight_var], [*_all(other), other.log_weight_var]
+        ):
             np.testing.assert_array_equal(a, b)
     fewer = simulate(net, EngineConfig(batch=12, trials=6, seed=7, dtype=dtype))
     for a, b in zip(_all(runs[0]), _all(fewer)):
@@ -259,3 +266,37 @@ def test_tanh_stays_exact_far_below_and_above_the_linear_regime():
     assert np.all(np.isfinite(big.log_q)) and np.all(np.isfinite(big.log_g))
     # saturated: |h| = 1 almost everywhere, so m_l ~ 1
     assert np.all(np.abs(big.log_m[:, 5:]) < 0.05)
+
+
+def test_tiny_inputs_are_not_read_as_dead_in_float32():
+    from propagate import run
+    from propagate.data import Dataset
+
+    x = np.random.default_rng(1).standard_normal((50, 16))
+    x[0] *= 1e25  # the other 49 inputs are 1e-25 of it: their float32 squares underflow
+    data = Dataset(x=x, labels=None, name="outlier", standardized=False)
+    for dtype in ("float32", "float64"):
+        res = run(widths=(16, 16, 16, 16), data=data, dtype=dtype, kernels="numpy")
+        assert [layer["p_dead"] for layer in res.layers] == [0.0, 0.0, 0.0]
+        assert any("spanned more than 1e30" in w for w in res.summary["warnings"])
+
+
+def test_vanished_leaky_inputs_are_flagged():
+    from propagate import run
+
+    res = run(depth=20, fan_in=4, activation="leaky-relu", negative_slope=1e-300, trials=20)
+    assert max(layer["p_dead"] for layer in res.layers) > 0
+    assert any("cannot switch a unit off" in w for w in res.summary["warnings"])
+    clean = run(depth=20, fan_in=4, activation="leaky-relu", negative_slope=0.2, trials=20)
+    assert not any("cannot switch a unit off" in w for w in clean.summary["warnings"])
+
+
+def test_masks_take_the_sum_of_the_widths_not_depth_times_the_widest():
+    import propagate.network as network
+
+    net = _net((64, 2048) + (8,) * 40)
+    cfg = EngineConfig(batch=16, trials=4, seed=0, workers=1, chunk_trials=4)
+    network._ARENA.masks = None
+    simulate(net, cfg)
+    assert network._ARENA.masks.size == 4 * 16 * sum(net.widths[1:])
+    assert estimate_memory(net, cfg)["per_chunk"] >= network._ARENA.masks.size
