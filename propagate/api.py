@@ -332,6 +332,11 @@ def run(
             + (": rerun with --dtype float64" if dtype == "float32" else "")
         )
     act = net.activation
+    if kernels == "numba" and stats.kernels != "numba":
+        warnings.append(
+            f"--kernels numba: {act.name} layers have no fused kernels; NumPy ran them "
+            "(fused kernels cover relu and leaky-relu)"
+        )
     if not (act.is_rectifier and act.negative_slope == 0.0) and np.any(stats.dead_inputs > 0):
         warnings.append(
             f"some inputs' h_l is exactly 0 under {act.name}, which cannot switch a unit off: "

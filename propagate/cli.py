@@ -173,6 +173,15 @@ def _kind(exc: BaseException, *names: str) -> bool:
     return any(cls.__name__ in names for cls in type(exc).__mro__)
 
 
+def _interrupted() -> None:
+    """Ctrl-C: say so and leave at once (nothing is written before a run completes; worker
+    threads still inside a layer's product are not waited for)."""
+    typer.echo("propagate: interrupted", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors become one line and exit status 2."""
     command = typer.main.get_command(app)
@@ -180,8 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rv = command.main(args=args, prog_name="propagate", standalone_mode=False)
     except KeyboardInterrupt:
-        typer.echo("propagate: interrupted", err=True)
-        sys.exit(130)
+        _interrupted()
     except BrokenPipeError:
         sys.exit(0)
     except Exception as exc:
@@ -193,14 +201,18 @@ def main(argv: list[str] | None = None) -> None:
             typer.echo(f"propagate: error: {exc.format_message()}", err=True)
             sys.exit(2)
         if _kind(exc, "Abort"):
-            typer.echo("propagate: interrupted", err=True)
-            sys.exit(130)
+            _interrupted()
         if _kind(exc, "Exit"):
-            sys.exit(getattr(exc, "exit_code", 0))
+            code = getattr(exc, "exit_code", 0)
+            if code == 130:  # typer turns Ctrl-C into Exit(130)
+                _interrupted()
+            sys.exit(code)
         if os.environ.get("PROPAGATE_DEBUG"):
             raise
         # a bug, not bad input: one line (PROPAGATE_DEBUG=1 shows the traceback)
         message = str(exc).splitlines()[0][:300] if str(exc) else ""
         typer.echo(f"propagate: internal error: {type(exc).__name__}: {message}", err=True)
         sys.exit(1)
+    if rv == 130:  # click returns typer's Exit(130) for Ctrl-C when not standalone
+        _interrupted()
     sys.exit(rv if isinstance(rv, int) else 0)

@@ -33,7 +33,7 @@ import math
 import os
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -41,6 +41,7 @@ from threadpoolctl import threadpool_limits
 from .activations import Activation
 from .data import Dataset
 from .errors import InputError
+from .kernels import KERNELS
 from .kernels import choose as choose_kernels
 from .rng import Stream, block_generator, draw, trial_block
 from .schemes import InitSpec, LayerInit, sample_unit
@@ -278,9 +279,9 @@ def _chunk_bounds(net: Network, trials: int, k: int, workers: int, fixed: bool) 
         cuts = [a, *range((a // k + 1) * k, b, k), b]
         # a sliver at either end of a share joins its neighbour (each chunk costs a pass of
         # per-layer bookkeeping: narrow stacks are bound by it)
-        if len(cuts) > 2 and cuts[1] - cuts[0] <= k // 4:
+        if len(cuts) > 2 and cuts[1] - cuts[0] <= k // 4 and cuts[2] - cuts[0] <= k + k // 4:
             del cuts[1]
-        if len(cuts) > 2 and cuts[-1] - cuts[-2] <= k // 4:
+        if len(cuts) > 2 and cuts[-1] - cuts[-2] <= k // 4 and cuts[-1] - cuts[-3] <= k + k // 4:
             del cuts[-2]
         shares.append([(s, e) for s, e in zip(cuts[:-1], cuts[1:]) if e > s])
     bounds = []
@@ -868,6 +869,7 @@ def _run_threads(one, bounds, workers: int) -> list:
         return one(b, cancel)
 
     pool = ThreadPoolExecutor(workers)
+    interrupted = False
     try:
         futures = [pool.submit(guarded, b) for b in bounds]
         while not all(f.done() for f in futures):
@@ -876,11 +878,27 @@ def _run_threads(one, bounds, workers: int) -> list:
                 break
         return [f.result() for f in futures]
     except KeyboardInterrupt:
-        cancel.set()
+        interrupted = True
         raise
     finally:
         cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        # on Ctrl-C return at once: the workers finish their current layer in the background
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+def _most_trials_that_fit(net: Network, cfg: EngineConfig, budget: int) -> int:
+    """The largest trial count (< cfg.trials) whose memory estimate fits ``budget``; 0 if none.
+
+    Memory grows with trials only up to one chunk per worker, then by the per-trial statistics.
+    """
+    lo, hi = 0, cfg.trials - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate_memory(net, replace(cfg, trials=mid))["total"] <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
@@ -890,16 +908,23 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         InputError: the run would need more memory than the machine has (checked before any
             large allocation), or LSUV meets a layer with zero output variance.
     """
+    if cfg.kernels not in KERNELS:
+        raise InputError(f"unknown --kernels {cfg.kernels!r}; choose one of: {', '.join(KERNELS)}")
     batch = _effective_batch(cfg)
     need = estimate_memory(net, cfg)
     have = _available_memory()
     if need["total"] > 0.8 * have:
-        per_trial = max(1, need["total"] // max(cfg.trials, 1))
-        fit = max(1, int(0.8 * have) // per_trial)
+        fit = _most_trials_that_fit(net, cfg, int(0.8 * have))
+        if fit >= 1:
+            advice = f"use at most {fit} trial{'s' if fit > 1 else ''}, a smaller --batch, "
+            advice += "fewer --classes "
+        else:
+            one = estimate_memory(net, replace(cfg, trials=1))["total"]
+            advice = f"even one network needs about {one / 2**30:.1f} GiB: use a smaller --batch, "
+            advice += "fewer --classes "
         raise InputError(
             f"this run needs about {need['total'] / 2**30:.1f} GiB but {have / 2**30:.1f} GiB "
-            f"is available; use fewer trials (about {fit}), a smaller --batch, fewer --classes "
-            "or narrower layers"
+            f"is available; {advice}or narrower layers"
         )
     inputs, labels = batch_inputs(net, cfg)
     k = _plan_chunks(net, cfg, batch)

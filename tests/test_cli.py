@@ -191,12 +191,18 @@ def test_bad_input_is_one_line_exit_2(args, needle, capsys):
     assert err.startswith("propagate: error:") and needle in err
 
 
-def test_memory_estimate_refuses_before_allocating(capsys):
+def test_memory_estimate_refuses_before_allocating(capsys, monkeypatch):
+    import propagate.network as network
+
     code, _, err = _cli(
         ["run", "--depth", "2000", "--fan-in", "4096", "--batch", "65536", "--trials", "1000000"],
         capsys,
     )
-    assert code == 2 and "fewer trials" in err and "GiB" in err
+    assert code == 2 and "even one network needs about" in err and "GiB" in err
+    # a 80 MiB machine: two chunks at once (two workers) need ~92 MiB, one alone ~54 MiB
+    monkeypatch.setattr(network, "_available_memory", lambda: 80 << 20)
+    code, _, err = _cli(["run", "--fan-in", "256", "--batch", "4096", "--depth", "3"], capsys)
+    assert code == 2 and "use at most 1 trial," in err
 
 
 def test_unwritable_out_folder_is_one_line_and_leaves_nothing(tmp_path, capsys):
@@ -304,3 +310,23 @@ def test_realised_weight_variance_is_reported(capsys):
         assert row["weight_var"] == pytest.approx(0.02, rel=1e-12)
         # 50 x 100 x 100 uniform entries: relative SE of the sample variance sqrt(0.8/5e5)
         assert abs(row["weight_var_realised"] / 0.02 - 1) < 4 * np.sqrt(0.8 / 5e5)
+
+
+def test_ctrl_c_says_interrupted_exits_130_and_writes_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "res"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "propagate", "run", "--depth", "3000", "--fan-in", "256",
+         "--batch", "256", "--trials", "8", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(2.5)  # past the imports, inside the layers
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip() == "propagate: interrupted"
+    assert not out.exists()
