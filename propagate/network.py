@@ -191,18 +191,19 @@ def _log_mean_exp(logs: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(top), safe + _log(total) - math.log(logs.shape[-1]), -np.inf)
 
 
-def _sumsq(a: np.ndarray) -> np.ndarray:
+def _sumsq(a: np.ndarray, redo_tiny: bool = False) -> np.ndarray:
     """(trials, batch) squared norms over the last axis, summed in the working dtype per row
     (short rows) and returned as float64.
 
-    Rows too small for float32 squares (an input 1e-20 of its network's others: its squares
-    underflow) are summed again in float64, so a tiny row never reads as an exact zero.
+    With ``redo_tiny``, rows too small for float32 squares (an input 1e-20 of its network's
+    others: its squares underflow) are summed again in float64, so a tiny row never reads as an
+    exact zero. The engine asks for it when the inputs' norms are that spread.
     """
     if a.shape[-1] < 32:  # einsum handles many short rows faster than vecdot
         out = np.einsum("tbn,tbn->tb", a, a).astype(np.float64)
     else:
         out = np.vecdot(a, a).astype(np.float64)
-    if a.dtype == np.float32:
+    if redo_tiny and a.dtype == np.float32:
         small = out < _F32_TINY_SUMSQ
         if np.any(small):
             t, b = np.nonzero(small)
@@ -567,7 +568,7 @@ class _Chunk:
                 np.multiply(dh, mask, out=dh)
             else:
                 dh *= np.where(mask, 1.0, act.negative_slope).astype(dh.dtype)
-        return g_tot, _sumsq(dh)
+        return g_tot, _sumsq(dh, self._redo_tiny)
 
     def _forward_fused(self, z: np.ndarray, col_mean: np.ndarray, layer: int) -> dict:
         """A rectifier layer's statistics and activation in one compiled pass (``kernels``)."""
@@ -624,7 +625,7 @@ class _Chunk:
         return {
             "q": q,
             "var_sum": var_sum,
-            "sq": _sumsq(h),
+            "sq": _sumsq(h, self._redo_tiny),
             "hsum": hsum,
             "nonzero": nonzero,
             "unit_alive": unit_alive,
@@ -658,8 +659,10 @@ class _Chunk:
         # -- input: one batch shared by every trial (data, or Gaussian drawn from the seed) --
         x = self.inputs  # (batch, n0) float64
         sq0 = np.einsum("bn,bn->b", x, x)
-        if np.any(sq0 > 0) and sq0.max() > 1e30 * np.min(sq0[sq0 > 0]):
-            range_warning = True  # the smallest inputs may not survive the working dtype
+        spread = sq0.max() / np.min(sq0[sq0 > 0]) if np.any(sq0 > 0) else 1.0
+        range_warning = bool(spread > 1e30)  # the smallest inputs may not survive the dtype
+        # inputs 1e-6 of each other in norm can reach float32's underflow after many layers
+        self._redo_tiny = bool(spread > 1e12)
         ms0 = float(sq0.sum()) / (batch * widths[0])
         out["log_m0"] = np.full(k, math.log(ms0) if ms0 > 0 else -math.inf)
         rms0 = math.sqrt(ms0) if ms0 > 0 else 1.0
