@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from .api import NETWORK_ARGS
 from .errors import InputError
 from .results import RunResult, jsonable
 
@@ -32,19 +33,7 @@ PER_LAYER_FIELDS = (
     "dead_fraction",
 )
 # run() arguments that would make the schemes differ by more than their law.
-_ARCHITECTURE = (
-    "depth",
-    "fan_in",
-    "widths",
-    "activation",
-    "negative_slope",
-    "bias_std",
-    "dist",
-    "gain",
-    "mode",
-    "std",
-    "trunc_bounds",
-)
+_ARCHITECTURE = tuple(name for name in NETWORK_ARGS if name != "scheme")
 # run config keys that describe one scheme's law: kept in each run, not in the shared config.
 _PER_SCHEME_CONFIG = frozenset(
     {

@@ -32,6 +32,7 @@ __all__ = [
     "numba_installed",
     "FusedPasses",
     "KernelsUnavailable",
+    "check",
     "choose",
 ]
 
@@ -135,6 +136,12 @@ class KernelsUnavailable(Exception):
     """numba is installed but cannot be imported or cannot compile the kernels."""
 
 
+def check(kernels: str) -> None:
+    """Raise InputError unless ``kernels`` is one of ``KERNELS``."""
+    if kernels not in KERNELS:
+        raise InputError(f"unknown --kernels {kernels!r}; choose one of: {', '.join(KERNELS)}")
+
+
 def choose(kernels: str, elements: float, dtype, rectifier: bool) -> FusedPasses | None:
     """The fused passes to use, or None for NumPy.
 
@@ -147,8 +154,7 @@ def choose(kernels: str, elements: float, dtype, rectifier: bool) -> FusedPasses
     Raises:
         InputError: unknown choice, or ``numba`` asked for but not installed.
     """
-    if kernels not in KERNELS:
-        raise InputError(f"unknown --kernels {kernels!r}; choose one of: {', '.join(KERNELS)}")
+    check(kernels)
     if kernels == "numpy" or not rectifier:
         return None
     if kernels == "numba":

@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits
 from .activations import Activation
 from .data import Dataset
 from .errors import InputError
-from .kernels import KERNELS
+from .kernels import check as check_kernels
 from .kernels import choose as choose_kernels
 from .rng import Stream, block_generator, draw, trial_block
 from .schemes import InitSpec, LayerInit, sample_unit
@@ -551,30 +551,37 @@ class _Chunk:
         if layer == 0:
             return _sumsq(dh).sum(axis=1), None
         act = self.net.activation
-        stored = self._masks[layer - 1]
+        mask = self._stored_mask(layer, dh.shape[-1])
         if self.fused is not None:
-            mask = stored
-            if self.pack_masks:
-                mask = np.unpackbits(stored, axis=-1, count=dh.shape[-1]).view(bool)
             return self.fused.backward(dh, mask, act.negative_slope)
         g_tot = _sumsq(dh).sum(axis=1)
         if act.name == "tanh":
             dh *= self._derivs[layer - 1][0]
-        elif stored is not None:
-            mask = stored
-            if self.pack_masks:
-                mask = np.unpackbits(stored, axis=-1, count=dh.shape[-1]).view(bool)
+        elif mask is not None:
             if act.negative_slope == 0.0:
                 np.multiply(dh, mask, out=dh)
             else:
                 dh *= np.where(mask, 1.0, act.negative_slope).astype(dh.dtype)
         return g_tot, _sumsq(dh, self._redo_tiny)
 
+    def _keep_mask(self, mask: np.ndarray | None) -> None:
+        """Store a layer's ReLU mask (None: no mask) for the backward pass, bit-packed if large."""
+        if mask is not None and self.pack_masks:
+            mask = np.packbits(mask, axis=-1)
+        self._masks.append(mask)
+
+    def _stored_mask(self, layer: int, width: int) -> np.ndarray | None:
+        """The (k, batch, width) bool mask ``_keep_mask`` stored for ``layer``, or None."""
+        stored = self._masks[layer - 1]
+        if stored is None or not self.pack_masks:
+            return stored
+        return np.unpackbits(stored, axis=-1, count=width).view(bool)
+
     def _forward_fused(self, z: np.ndarray, col_mean: np.ndarray, layer: int) -> dict:
         """A rectifier layer's statistics and activation in one compiled pass (``kernels``)."""
         mask = self._mask_buffer(layer, z.shape[-1])
         st = self.fused.forward(z, self.net.activation.negative_slope, col_mean, mask)
-        self._masks.append(np.packbits(mask, axis=-1) if self.pack_masks else mask)
+        self._keep_mask(mask)
         st.update(
             h=z,
             log_s=None,
@@ -605,12 +612,12 @@ class _Chunk:
         unit_alive = None
         if act.is_rectifier and act.negative_slope != 1.0:
             mask = np.greater(z, 0, out=self._mask_buffer(layer, n_out))
-            self._masks.append(np.packbits(mask, axis=-1) if self.pack_masks else mask)
+            self._keep_mask(mask)
             nonzero = _count_true(mask)
             if act.negative_slope != 0.0:
                 unit_alive = np.logical_or.reduce(mask, axis=1)
         else:
-            self._masks.append(None)
+            self._keep_mask(None)
         if act.name == "tanh":
             self._derivs.append(act.tanh_derivative(z, log_sz))
         h, log_s = act.forward(z, log_sz)
@@ -911,8 +918,7 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         InputError: the run would need more memory than the machine has (checked before any
             large allocation), or LSUV meets a layer with zero output variance.
     """
-    if cfg.kernels not in KERNELS:
-        raise InputError(f"unknown --kernels {cfg.kernels!r}; choose one of: {', '.join(KERNELS)}")
+    check_kernels(cfg.kernels)  # before the memory check: a typo is reported first
     batch = _effective_batch(cfg)
     need = estimate_memory(net, cfg)
     have = _available_memory()
