@@ -93,6 +93,11 @@ class Activation:
         return math.sqrt(2.0 / (1.0 + self.negative_slope**2))
 
     @property
+    def has_kink(self) -> bool:
+        """A rectifier with a != 1: phi' is 1 or a, so the backward pass needs the z > 0 mask."""
+        return self.is_rectifier and self.negative_slope != 1.0
+
+    @property
     def has_dead_layers(self) -> bool:
         """Whether a layer can output exactly zero for every unit (ReLU, a = 0)."""
         return self.is_rectifier and self.negative_slope == 0.0

@@ -337,7 +337,7 @@ def run(
             f"--kernels numba: {act.name} layers have no fused kernels; NumPy ran them "
             "(fused kernels cover relu and leaky-relu)"
         )
-    if not (act.is_rectifier and act.negative_slope == 0.0) and np.any(stats.dead_inputs > 0):
+    if not act.has_dead_layers and np.any(stats.dead_inputs > 0):
         warnings.append(
             f"some inputs' h_l is exactly 0 under {act.name}, which cannot switch a unit off: "
             f"their scale fell out of {dtype}'s range within one network (a tiny "

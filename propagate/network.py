@@ -610,7 +610,7 @@ class _Chunk:
             var_sum[rows] = np.einsum("tbn,tbn->t", centred, centred)
         # activation (in place for rectifiers); masks kept for the backward pass
         unit_alive = None
-        if act.is_rectifier and act.negative_slope != 1.0:
+        if act.has_kink:
             mask = np.greater(z, 0, out=self._mask_buffer(layer, n_out))
             self._keep_mask(mask)
             nonzero = _count_true(mask)
@@ -945,7 +945,7 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         cfg.kernels,
         cfg.trials * batch * sum(net.widths[1:]),
         cfg.dtype,
-        act.is_rectifier and act.negative_slope != 1.0,
+        act.has_kink,
     )
 
     def one(b, cancel=None):
