@@ -21,6 +21,10 @@ leaky-relu; linear and tanh layers always use NumPy.
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -108,23 +112,51 @@ def _load(dtype) -> FusedPasses:
     key = np.dtype(dtype).name
     if key in _LOADED:
         return _LOADED[key]  # type: ignore[return-value]
-    try:
-        from . import _fused
-    except Exception as exc:  # a broken numba install fails in many ways
-        raise KernelsUnavailable(
-            f"numba cannot be imported ({type(exc).__name__}: {exc})"
-        ) from None
-    errors = []
-    for cache in (True, False):
+    with _ctrl_c_held():
         try:
-            passes = FusedPasses(*_fused.compile_kernels(cache))
-            passes.warm_up(dtype)
-        except Exception as exc:
-            errors.append(_one_line(exc))
-            continue
-        _LOADED[key] = passes
-        return passes
+            from . import _fused
+        except Exception as exc:  # a broken numba install fails in many ways
+            raise KernelsUnavailable(
+                f"numba cannot be imported ({type(exc).__name__}: {exc})"
+            ) from None
+        errors = []
+        for cache in (True, False):
+            try:
+                passes = FusedPasses(*_fused.compile_kernels(cache))
+                passes.warm_up(dtype)
+            except Exception as exc:
+                errors.append(_one_line(exc))
+                continue
+            _LOADED[key] = passes
+            return passes
     raise KernelsUnavailable(f"numba cannot compile the kernels ({errors[-1]})")
+
+
+@contextmanager
+def _ctrl_c_held():
+    """Hold Ctrl-C while numba imports and compiles, and deliver it afterwards.
+
+    LLVM calls back into Python while it compiles; a KeyboardInterrupt raised inside such a
+    callback is printed as "Exception ignored" and dropped, so the run would go on to the end
+    (and an interrupt landing elsewhere in the compiler can leave it in a state that crashes).
+    Held here, the interrupt reaches the previous handler once the kernels are ready: a few
+    seconds at most, on the first run that compiles them. Only the main thread can do this;
+    elsewhere the body runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 def _one_line(exc: Exception) -> str:

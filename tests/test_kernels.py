@@ -199,3 +199,38 @@ def test_broken_numba_is_an_input_error_or_a_quiet_fallback(monkeypatch):
     message = str(err.value)
     assert "ImportError: Numba needs NumPy 2.3 or less" in message and "\n" not in message
     assert "--kernels numpy" in message
+
+
+def test_ctrl_c_during_compilation_is_held_and_delivered_after(monkeypatch):
+    # LLVM calls back into Python while numba compiles; a KeyboardInterrupt raised inside a C
+    # callback is printed as "Exception ignored" and dropped. Reproduced here with a ctypes
+    # callback: the interrupt must still arrive, once the kernels are ready.
+    import ctypes
+    import os
+    import signal
+    import time
+
+    from propagate import _fused
+
+    real = _fused.compile_kernels
+    steps = []
+
+    def interrupted_inside_a_callback():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the Python handler runs here, inside the callback
+        steps.append("callback")
+
+    callback = ctypes.CFUNCTYPE(None)(interrupted_inside_a_callback)
+
+    def compile_kernels(cache):
+        callback()
+        steps.append("compiled")
+        return real(cache)
+
+    monkeypatch.setattr(_fused, "compile_kernels", compile_kernels)
+    monkeypatch.setattr(kernels, "_LOADED", {})
+    with pytest.raises(KeyboardInterrupt):
+        kernels._load(np.float64)
+    assert steps == ["callback", "compiled"]
+    assert "float64" in kernels._LOADED  # the interrupt came after the kernels were ready
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
