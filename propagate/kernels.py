@@ -53,10 +53,39 @@ def numba_installed() -> bool:
 
 
 class FusedPasses:
-    """The fused forward and backward passes of a rectifier layer (numba)."""
+    """The fused forward and backward passes of a rectifier layer, and a compiled copy of
+    numpy's standard-normal sampler (numba)."""
 
-    def __init__(self, forward, backward) -> None:
-        self._forward, self._backward = forward, backward
+    def __init__(self, forward, backward, normal_fill) -> None:
+        self._forward, self._backward, self._normal_fill = forward, backward, normal_fill
+        from . import _normal_tables as tables
+
+        self._tables = (
+            np.array(tables.K, dtype=np.uint64),
+            np.array(tables.W),
+            np.array(tables.F),
+            tables.R,
+            tables.INV_R,
+        )
+        self.exact_normals = True  # set by check_normals
+
+    def normals(self, bit_generator, out: np.ndarray) -> None:
+        """Fill the float64 C-contiguous ``out`` with exactly the numbers
+        ``np.random.Generator(bit_generator).standard_normal(out=out)`` writes (SFC64 only;
+        ``bit_generator`` itself is not advanced)."""
+        state = np.array(bit_generator.state["state"]["state"], dtype=np.uint64)
+        self._normal_fill(state, *self._tables, out.reshape(-1))
+
+    def check_normals(self) -> bool:
+        """Whether the compiled sampler reproduces this numpy's numbers (2^16 draws); sets
+        ``exact_normals``. A numpy that changed its algorithm would fail, and NumPy's own
+        sampler is then used."""
+        seq = np.random.SeedSequence(20261203, spawn_key=(99,))
+        expected = np.random.Generator(np.random.SFC64(seq)).standard_normal(1 << 16)
+        got = np.empty_like(expected)
+        self.normals(np.random.SFC64(seq), got)
+        self.exact_normals = bool(np.array_equal(got, expected))
+        return self.exact_normals
 
     def forward(self, z, slope, centre, mask):
         """Fused statistics and rectifier; see ``_fused.rectifier_forward``.
@@ -98,6 +127,7 @@ class FusedPasses:
         mask = np.zeros(z.shape, dtype=bool)
         self.forward(z, 0.0, np.zeros((1, 3)), mask)
         self.backward(z, mask, 0.0)
+        self.check_normals()  # compiles the sampler too
 
 
 def _load(dtype) -> FusedPasses:

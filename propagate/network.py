@@ -453,10 +453,14 @@ class _Chunk:
             buf = np.empty(rows * per_trial)
             setattr(_ARENA, key, buf)
         flat = buf[: rows * per_trial].reshape(rows, *shape)
+        compiled = self.fused is not None and self.fused.exact_normals
         for start in range(base, self.t1, size):
             stop = min(self.t1, start + size)
             gen = block_generator(self.cfg.seed, kind, layer, start // size)
-            gen.standard_normal(out=flat[start - base : stop - base])
+            if compiled:  # the same numbers, about 3x faster (kernels.FusedPasses.normals)
+                self.fused.normals(gen.bit_generator, flat[start - base : stop - base])
+            else:
+                gen.standard_normal(out=flat[start - base : stop - base])
         return flat[self.t0 - base :]
 
     def _fill_probe(self, dh: np.ndarray) -> None:

@@ -118,6 +118,77 @@ def test_forward_kernel_against_direct_sums():
     np.testing.assert_array_equal(out["positive"], (z > 0).sum(axis=1))
 
 
+def test_float32_kernels_against_float64_sums():
+    # 100 samples cross the 32-sample blocks; a sample's 70 units gather in float32, so each
+    # such sum carries at most ~70 * 2^-24 = 4e-6 relative error; everything else is float64
+    rng = np.random.default_rng(4)
+    z = (rng.standard_normal((3, 100, 70)) + 0.3).astype(np.float32)
+    z[1, 5] *= np.float32(1e-25)  # squares underflow in float32: redone in float64
+    z64 = z.astype(np.float64)
+    centre = z64.mean(axis=1)
+    mask = np.empty(z.shape, dtype=bool)
+    passes = kernels.choose("numba", 1, np.float32, True)
+    out = passes.forward(z.copy(), 0.1, centre, mask)
+    h = np.where(z64 > 0, z64, z64 * np.float64(np.float32(0.1)))
+    np.testing.assert_array_equal(mask, z > 0)
+    np.testing.assert_allclose(out["q"], np.sum(z64**2, axis=(1, 2)), rtol=1e-5)
+    dev = z64 - centre[:, None, :]
+    np.testing.assert_allclose(out["var_sum"], np.sum(dev**2, axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(out["sq"], np.sum(h**2, axis=2), rtol=1e-5)
+    assert 0 < out["sq"][1, 5] < 1e-48
+    np.testing.assert_allclose(out["hsum"], h.sum(axis=1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out["positive"], (z > 0).sum(axis=1))
+    g, dsq = passes.backward(z.copy(), mask, 0.1)
+    d = np.where(mask, z64, z64 * np.float64(np.float32(0.1)))
+    np.testing.assert_allclose(g, np.sum(z64**2, axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(dsq, np.sum(d**2, axis=2), rtol=1e-5)
+    assert 0 < dsq[1, 5] < 1e-48
+
+
+def test_compiled_normals_are_numpys_numbers():
+    # 16 streams of 2^20: ~45 draws from the tail beyond R and ~1e5 from the wedges
+    passes = kernels.choose("numba", 1, np.float64, True)
+    tails = 0
+    for block in range(16):
+        seq = np.random.SeedSequence(11, spawn_key=(0, 3, block))
+        expected = np.random.Generator(np.random.SFC64(seq)).standard_normal(1 << 20)
+        got = np.full(1 << 20, np.nan)
+        passes.normals(np.random.SFC64(seq), got)
+        np.testing.assert_array_equal(got, expected)
+        tails += int(np.sum(np.abs(expected) > 3.6541528853610088))
+    assert tails > 10
+    # a chunk's buffer is 3-d: filled in place through a flat view
+    seq = np.random.SeedSequence(5)
+    out = np.empty((4, 3, 2))
+    passes.normals(np.random.SFC64(seq), out)
+    expected = np.random.Generator(np.random.SFC64(seq)).standard_normal((4, 3, 2))
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_a_sampler_that_disagrees_with_numpy_is_not_used(monkeypatch):
+    loaded = kernels._load(np.float64)
+    passes = kernels.FusedPasses(loaded._forward, loaded._backward, loaded._normal_fill)
+    assert passes.check_normals() and passes.exact_normals
+    k_tab, w_tab, f_tab, r, inv_r = passes._tables
+    w_tab = w_tab.copy()
+    w_tab[7] = np.nextafter(w_tab[7], 1.0)  # one layer of the ziggurat one ulp off
+    passes._tables = (k_tab, w_tab, f_tab, r, inv_r)
+    assert not passes.check_normals() and not passes.exact_normals
+
+    # the engine then draws with NumPy's own sampler
+    def refuse(*args):
+        raise AssertionError("the disagreeing sampler was used")
+
+    used = []
+    monkeypatch.setattr(passes, "normals", refuse)
+    monkeypatch.setattr(network, "choose_kernels", lambda *a, **k: used.append(1) or passes)
+    simulate(_net((8, 8, 8)), EngineConfig(batch=4, trials=3, seed=2, workers=1))
+    assert used
+    passes.exact_normals = True
+    with pytest.raises(AssertionError, match="disagreeing sampler"):
+        simulate(_net((8, 8, 8)), EngineConfig(batch=4, trials=3, seed=2, workers=1))
+
+
 def test_relu_output_has_no_negative_zeros():
     z = -np.arange(1.0, 7.0).reshape(1, 2, 3)
     mask = np.empty(z.shape, dtype=bool)

@@ -268,15 +268,19 @@ def test_tanh_stays_exact_far_below_and_above_the_linear_regime():
     assert np.all(np.abs(big.log_m[:, 5:]) < 0.05)
 
 
-def test_tiny_inputs_are_not_read_as_dead_in_float32():
+@pytest.mark.parametrize("kernels", ["numpy", "numba"])
+def test_tiny_inputs_are_not_read_as_dead_in_float32(kernels):
     from propagate import run
     from propagate.data import Dataset
+    from propagate.kernels import numba_installed
 
+    if kernels == "numba" and not numba_installed():
+        pytest.skip("needs numba (the fast extra)")
     x = np.random.default_rng(1).standard_normal((50, 16))
     x[0] *= 1e25  # the other 49 inputs are 1e-25 of it: their float32 squares underflow
     data = Dataset(x=x, labels=None, name="outlier", standardized=False)
     for dtype in ("float32", "float64"):
-        res = run(widths=(16, 16, 16, 16), data=data, dtype=dtype, kernels="numpy")
+        res = run(widths=(16, 16, 16, 16), data=data, dtype=dtype, kernels=kernels)
         assert [layer["p_dead"] for layer in res.layers] == [0.0, 0.0, 0.0]
         assert any("spanned more than 1e30" in w for w in res.summary["warnings"])
 
