@@ -22,7 +22,7 @@ _FASTMATH = {"reassoc", "contract"}
 _ROWS = 32
 # a sample's sum of squares below this is redone in float64: in float32, squares of entries
 # under ~1e-19 underflow, and a live input far smaller than the others would read as dead
-_TINY = 1e-30
+_TINY = 1e-25  # as network._F32_TINY_SUMSQ
 
 
 def rectifier_forward(z, slope, centre, mask, q, cq, zsum, sq, hsum, positive):  # pragma: no cover

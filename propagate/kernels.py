@@ -5,7 +5,8 @@ ReLU itself, post-activation norms, batch sums and counts, and backward the grad
 mask multiply and the per-sample norms. NumPy spends one pass over the activations on each (nine
 per layer); in float32 those passes cost as much as the two products. With the optional ``fast``
 extra (``pip install 'propagate-init[fast]'``, which brings numba) one compiled pass does the
-forward work and one the backward, accumulating in float64.
+forward work and one the backward (short sums in the working dtype, the rest in float64), and
+numpy's standard normals come from a compiled copy of its sampler: the same numbers, 3x faster.
 
 numba costs about 0.5 s once per process (import and loading its cached machine code; a few
 seconds the very first time, while compiling), so ``auto`` uses it only where that is repaid:
@@ -41,9 +42,10 @@ __all__ = [
 ]
 
 KERNELS = ("auto", "numpy", "numba")
-# trials x batch x (n_1 + ... + n_L) from which numba's ~0.5 s start-up is repaid: the fused
-# passes save ~0.6 ns of wall time per entry on two threads (benchmarks/RESULTS.md)
-AUTO_MIN_ELEMENTS = 1e9
+# trials x batch x (n_1 + ... + n_L) from which numba's ~0.5 s start-up is repaid: with it a
+# run saves ~1.1 ns of wall time per entry in float32 and ~1.5 ns in float64 on two threads
+# (break-even 4.4e8 and 3.2e8 entries; benchmarks/RESULTS.md)
+AUTO_MIN_ELEMENTS = 4e8
 
 _LOADED: dict[str, object] = {}
 
