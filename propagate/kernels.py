@@ -75,6 +75,8 @@ class FusedPasses:
         """Fill the float64 C-contiguous ``out`` with exactly the numbers
         ``np.random.Generator(bit_generator).standard_normal(out=out)`` writes (SFC64 only;
         ``bit_generator`` itself is not advanced)."""
+        if not isinstance(bit_generator, np.random.SFC64):
+            raise TypeError(f"the compiled sampler replays SFC64, not {type(bit_generator)}")
         state = np.array(bit_generator.state["state"]["state"], dtype=np.uint64)
         self._normal_fill(state, *self._tables, out.reshape(-1))
 
@@ -170,7 +172,7 @@ def _ctrl_c_held():
 
     LLVM calls back into Python while it compiles; a KeyboardInterrupt raised inside such a
     callback is printed as "Exception ignored" and dropped, so the run would go on to the end
-    (and an interrupt landing elsewhere in the compiler can leave it in a state that crashes).
+    (one such run here also ended in a segmentation fault).
     Held here, the interrupt reaches the previous handler once the kernels are ready: a few
     seconds at most, on the first run that compiles them. Only the main thread can do this;
     elsewhere the body runs as is.
