@@ -15,6 +15,7 @@ try:
     __version__ = version("propagate-init")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.1.0"
+del PackageNotFoundError, version
 
 from .errors import InputError  # noqa: E402
 
@@ -30,3 +31,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'propagate' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

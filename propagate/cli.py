@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -56,6 +57,29 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"propagate {__version__} (distribution propagate-init)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    """Signal propagation in deep ReLU networks at initialization: measured beside theory."""
+
+
 @app.command()
 def run(
     depth: Depth = None,
@@ -93,6 +117,7 @@ def run(
     """
     from .api import run as run_api
     from .report import print_run
+    from .results import save_outputs
 
     try:
         fmt = check_plot_target(plot_dir, fmt)
@@ -110,15 +135,16 @@ def run(
             workers=workers,
             kernels=kernels,
         )
-        _write_outputs(result, csv, out)
-        plots = write_run_plots(result, plot_dir, fmt) if plot_dir is not None else []
+        written = save_outputs(result, out, csv)
+        if plot_dir is not None:
+            written += write_run_plots(result, plot_dir, fmt)
     except InputError as exc:
         fail(str(exc))
     if json_out:
         typer.echo(result.to_json())
     else:
         print_run(result, all_layers=all_layers)
-        for path in plots:
+        for path in written:
             typer.echo(f"wrote {path}")
 
 
@@ -135,16 +161,6 @@ def _check_outputs(csv_path: str | None, out_dir: str | None) -> None:
             check_output_file(os.path.join(out_dir, name), "--out")
     if csv_path is not None:
         check_output_file(csv_path, "--csv")
-
-
-def _write_outputs(result, csv_path: str | None, out_dir: str | None) -> None:
-    from .results import atomic_write
-
-    if out_dir is not None:
-        atomic_write(os.path.join(out_dir, "results.json"), result.to_json())
-        atomic_write(os.path.join(out_dir, "results.csv"), result.to_csv())
-    if csv_path is not None:
-        atomic_write(csv_path, result.to_csv())
 
 
 @app.command()

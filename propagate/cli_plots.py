@@ -132,17 +132,6 @@ def write_run_plots(result, out_dir: str, fmt: str = "png") -> list[str]:
     return plot_result_file_dict(data, out_dir, fmt)
 
 
-def _write_results(result, out_dir: str | None) -> list[str]:
-    from .results import atomic_write
-
-    if out_dir is None:
-        return []
-    paths = [os.path.join(out_dir, "results.json"), os.path.join(out_dir, "results.csv")]
-    atomic_write(paths[0], result.to_json())
-    atomic_write(paths[1], result.to_csv())
-    return paths
-
-
 def _fmt_factor(value) -> str:
     if value is None or not math.isfinite(value):
         return "-"
@@ -259,6 +248,7 @@ def compare(
     """
     from .compare import check_scheme_list
     from .compare import compare as compare_api
+    from .results import save_outputs
 
     try:
         names = check_scheme_list(schemes)
@@ -282,7 +272,7 @@ def compare(
             classes=classes,
             workers=workers,
         )
-        written = _write_results(result, out)
+        written = save_outputs(result, out)
         if plot_dir is not None:
             written += write_run_plots(result, plot_dir, fmt)
     except InputError as exc:

@@ -158,7 +158,8 @@ def print_spectra(result, *, all_layers: bool = False, console=None) -> None:
         title="input-output Jacobian J = dh_l/dx",
         caption="log10 values; <sv^2>: mean over inputs and networks of tr(J^T J)/n_0 (pred: "
         "exact mean); var/mean^2 of the squared singular values per network (pred: Pennington "
-        "et al., N -> inf; finite width sits above by O(l^2/N)); zero%: exactly zero singular "
+        "et al., N -> inf; finite width shifts it by O(l^2/N) and caps it at n_0 - 1, so it "
+        "sits below once the prediction nears that cap); zero%: exactly zero singular "
         "values (pred: rank bound from active units); sv max / sv min: mean log10 of the "
         "largest / smallest nonzero singular value; log||Je||^2: mean over unit inputs "
         "(pred: exact E[log] for Gaussian ReLU)",
@@ -261,7 +262,7 @@ def spectra(
 
     Example: propagate spectra --depth 30 --fan-in 512 --scheme he-normal --plot figs
     """
-    from .results import atomic_write
+    from .results import save_outputs
     from .spectra import spectra as spectra_api
 
     written = []
@@ -280,16 +281,7 @@ def spectra(
             standardize=not no_standardize,
             workers=workers,
         )
-        if out is not None:
-            import os
-
-            for name, text in (
-                ("results.json", result.to_json()),
-                ("results.csv", result.to_csv()),
-            ):
-                path = os.path.join(out, name)
-                atomic_write(path, text)
-                written.append(path)
+        written += save_outputs(result, out)
         if plot_dir is not None:
             from .plotting.spectra_plots import plot_spectra_result
 

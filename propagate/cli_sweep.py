@@ -9,7 +9,6 @@ exit status 2, Ctrl-C during a sweep with exit status 130 after every finished c
 from __future__ import annotations
 
 import math
-import os
 from typing import Annotated
 
 import typer
@@ -103,7 +102,7 @@ def sweep(
 
     Example: propagate sweep --fan-in 2,4,8,16,32,64 --depth 10,30,100 --out sweep1
     """
-    from .results import atomic_write
+    from .results import save_outputs
     from .sweep import SweepInterrupted, run_sweep
 
     try:
@@ -119,16 +118,11 @@ def sweep(
             scheduler=scheduler,
             progress=progress,
         )
-        if out is not None:
-            atomic_write(os.path.join(out, "results.json"), result.to_json())
-            atomic_write(os.path.join(out, "results.csv"), result.to_csv())
-        if csv is not None:
-            atomic_write(csv, result.to_csv())
-        written = []
+        written = save_outputs(result, out, csv)
         if plot is not None:
             from .plotting.sweep_plots import plot_sweep_result
 
-            written = plot_sweep_result(result.to_dict(), plot)
+            written += plot_sweep_result(result.to_dict(), plot)
     except InputError as exc:
         fail(str(exc))
     except SweepInterrupted as exc:

@@ -65,8 +65,11 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
         else "widths " + ",".join(map(str, widths))
     )
     data = cfg["data"] or "x ~ N(0, I)"
+    # a --std given with a scheme other than gauss replaces that scheme's variance rule
+    fixed = cfg.get("std") is not None and cfg["scheme"] != "gauss"
+    scheme = f"{cfg['scheme']} with --std {cfg['std']:g}" if fixed else cfg["scheme"]
     console.print(
-        f"[bold]propagate run[/bold]: {arch}, {cfg['activation']}, scheme {cfg['scheme']} "
+        f"[bold]propagate run[/bold]: {arch}, {cfg['activation']}, scheme {scheme} "
         f"({cfg['distribution']}, Var W = {cfg['weight_var_rule']}), {cfg['trials']} networks x "
         f"{cfg['batch']} inputs ({data}), {cfg['dtype']}, seed {cfg['seed']}"
     )
@@ -152,20 +155,30 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
 
 
 def print_schemes(rows: list[dict], console: Console | None = None) -> None:
-    """One row per scheme: formula first, framework names and traps after."""
+    """The formulas in one table, then each scheme's aliases, framework names and traps as
+    paragraphs (in a table column they would wrap a few letters per line)."""
+    from rich.padding import Padding
+
     console = console or _console()
-    table = Table(title="init schemes (named by formula)", show_lines=True)
-    for col in ("scheme", "law", "variance", "bound / std", "ReLU factor", "framework names"):
+    table = Table(title="init schemes (named by formula)")
+    table.add_column("scheme", no_wrap=True)
+    for col in ("law", "variance", "bound / std", "ReLU factor"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        names = escape(str(row.get("frameworks", "")))
-        if row.get("traps"):
-            names = f"{names}\n[yellow]trap:[/yellow] {escape(str(row['traps']))}"
-        aliases = ", ".join(row.get("aliases", ()))
         cells = [
             escape(str(row.get(key, "")))
             for key in ("law", "variance", "bound_or_std", "relu_factor")
         ]
-        name = f"[bold]{escape(row['name'])}[/bold]" + (f"\n({escape(aliases)})" if aliases else "")
-        table.add_row(name, *cells, names)
+        table.add_row(f"[bold]{escape(row['name'])}[/bold]", *cells)
     console.print(table)
+    for row in rows:
+        console.print(f"\n[bold]{escape(row['name'])}[/bold]")
+        lines = []
+        if row.get("aliases"):
+            lines.append(f"also called: {escape(', '.join(row['aliases']))}")
+        if row.get("frameworks"):
+            lines.append(f"framework names: {escape(str(row['frameworks']))}")
+        if row.get("traps"):
+            lines.append(f"[yellow]trap:[/yellow] {escape(str(row['traps']))}")
+        for line in lines:
+            console.print(Padding(line, (0, 0, 0, 2), expand=False))

@@ -20,6 +20,7 @@ from .errors import InputError
 __all__ = [
     "RunResult",
     "atomic_write",
+    "save_outputs",
     "check_output_file",
     "load_result",
     "FORMAT_VERSION",
@@ -100,6 +101,25 @@ def atomic_write(path: str, text: str) -> None:
         except OSError:
             pass
         raise InputError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def save_outputs(result, out_dir: str | None = None, csv_path: str | None = None) -> list[str]:
+    """Write ``results.json`` and ``results.csv`` into ``out_dir`` and/or the CSV to
+    ``csv_path``, each atomically; returns the paths written, in order.
+
+    ``result`` is any result object with ``to_json()`` and ``to_csv()``.
+    """
+    files = []
+    if out_dir is not None:
+        files += [
+            (os.path.join(out_dir, "results.json"), result.to_json),
+            (os.path.join(out_dir, "results.csv"), result.to_csv),
+        ]
+    if csv_path is not None:
+        files.append((csv_path, result.to_csv))
+    for path, text in files:
+        atomic_write(path, text())
+    return [path for path, _ in files]
 
 
 @dataclass

@@ -942,7 +942,8 @@ def jacobian_spectrum(
     log10 singular values per checkpoint in ``histograms`` (edges, counts, n_zero, n_total).
     Predictions: E[tr(J^T J)/n_0] = prod_l n_l v_l c'_phi (exact for rectifiers at every
     width); Pennington et al.'s L (mu_2/mu_1^2 - 1 - s_1) for constant width (2L Gaussian, L
-    orthogonal for ReLU; finite width sits above it by O(L^2/N)); the expected rank deficit
+    orthogonal for ReLU; finite width shifts it by O(L^2/N), and it can never exceed n_0 - 1,
+    so it sits below where the prediction nears that cap); the expected rank deficit
     from K_l ~ Bin(n_l, 1/2) active units (ReLU).
     """
     _check_supported(net)
