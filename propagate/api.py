@@ -346,10 +346,18 @@ def run(
             + (" or a larger --negative-slope" if act.name == "leaky-relu" else "")
         )
     if stats.resolution_warning:
+        floor = "1e-10" if dtype == "float32" else "1e-27"
         warnings.append(
-            "a pre-activation variance fell below 1e-10 of its second moment (inputs aligned, "
-            "or biases dominate): float32 cannot resolve it; rerun with --dtype float64 for "
-            "log10_var"
+            f"a pre-activation variance fell below {floor} of its second moment (inputs "
+            f"aligned, or biases dominate): {dtype} cannot resolve it and that log10_var is "
+            "rounding noise (or null)"
+            + ("; rerun with --dtype float64" if dtype == "float32" else "")
+        )
+    if stats.subnormal_warning:
+        warnings.append(
+            "within one network a layer's output fell below float32's normal range (a tiny "
+            "--negative-slope with every unit negative?); those entries kept few digits: "
+            "rerun with --dtype float64"
         )
     if net.init.scheme.kind == "lsuv":
         from .network import LSUV_MAX_ITER

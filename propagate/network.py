@@ -62,6 +62,11 @@ _CACHE_TARGET_BYTES = 4 << 20  # activations of one chunk-layer (measured best: 
 _WEIGHT_KEEP_BYTES = 256 << 20  # keep a chunk's weights below this, else regenerate them
 _BOOL_MASK_BYTES = 64 << 20  # a chunk's ReLU masks as bytes up to this, bit-packed beyond
 _F32_TINY_SUMSQ = 1e-25  # float32 sums of squares below this are redone in float64
+# a variance below this fraction of q is rounding noise: z = b + u with |u| / |b| below
+# ~1e-5 (float32) or ~3e-14 (float64) keeps u to under 1 % (biases dominate, inputs aligned)
+_RESOLUTION = {np.dtype(np.float32): 1e-10, np.dtype(np.float64): 1e-27}
+# h_hat is brought back to unit rms when its mean square leaves [1e-20, 1e20]
+_RESCALE_BELOW = 1e-20
 _TIGHT = 1e-3  # variance below this fraction of q: centred explicitly, not q - mean^2
 LSUV_TOLERANCE = 0.02  # |Var - 1| <= tol, as in Mishkin & Matas' Caffe code
 LSUV_MAX_ITER = 20
@@ -171,7 +176,8 @@ class TrialStats:
     lsuv_iterations: np.ndarray  # (T, L)
     head: dict[str, np.ndarray]  # softmax head: (T,) max_prob, entropy, loss, log_g_top
     scale_range_warning: bool = False  # a trial's samples spanned > 1e30 in squared norm
-    resolution_warning: bool = False  # a variance fell below float32's resolution of q
+    resolution_warning: bool = False  # a variance fell below the dtype's resolution of q
+    subnormal_warning: bool = False  # float32 entries of some h_l passed through subnormals
     kernels: str = "numpy"  # who ran the rectifier passes: numpy or numba
 
 
@@ -501,8 +507,18 @@ class _Chunk:
         else:
             log_sz = np.where(alive, log_a, 0.0)
             b_scale = None
-        mult = np.where(alive, np.exp(log_s + log_sig - log_sz), 0.0)
+        with np.errstate(over="ignore"):  # only dead trials (alive False) can overflow here
+            mult = np.where(alive, np.exp(log_s + log_sig - log_sz), 0.0)
         return log_sz, mult, b_scale
+
+    def _rescale(self, rows, h, log_s, sq, ms, hsum):
+        """Bring ``h`` (k, batch, n) back to unit rms in the trials ``rows`` (bool (k,)), moving
+        the factor into the log scale; returns (h, log_s, sq, ms, hsum) updated."""
+        factor = np.where(rows, 1.0 / np.sqrt(np.where(rows, ms, 1.0)), 1.0)
+        idx = np.nonzero(rows)[0]
+        h[idx] = (h[idx].astype(np.float64) * factor[idx, None, None]).astype(h.dtype)
+        log_s = log_s - np.log(factor)
+        return h, log_s, sq * factor[:, None] ** 2, ms * factor**2, hsum * factor[:, None]
 
     def _col_mean(self, prev_hsum, wm, bias, b_scale) -> np.ndarray:
         """(k, n_out) batch means of z_hat, from the batch sums of the layer's input (a tiny
@@ -666,6 +682,7 @@ class _Chunk:
         out["log_g"] = np.zeros((k, depth + 1))
         range_warning = False
         resolution_warning = False
+        subnormal_warning = False
 
         # -- input: one batch shared by every trial (data, or Gaussian drawn from the seed) --
         x = self.inputs  # (batch, n0) float64
@@ -743,7 +760,7 @@ class _Chunk:
             self.cur ^= 1  # the next layer writes into the other buffer
             q_hat = st["q"] / (batch * n_out)
             var_hat = st["var_sum"] / (batch * n_out)
-            if dt == np.float32 and np.any(var_hat < 1e-10 * q_hat):
+            if np.any(var_hat < _RESOLUTION[dt] * q_hat):
                 resolution_warning = True
             sq, hsum, nonzero, unit_alive = st["sq"], st["hsum"], st["nonzero"], st["unit_alive"]
 
@@ -760,6 +777,13 @@ class _Chunk:
             positive = np.where(sq > 0, sq, np.inf).min(axis=1)
             if np.any(sq.max(axis=1) > 1e30 * positive):
                 range_warning = True
+            far = (ms > 0) & ((ms < _RESCALE_BELOW) | (ms > 1 / _RESCALE_BELOW))
+            if np.any(far) and l < depth:
+                # h_hat drifted far from unit rms (a tiny --negative-slope with every unit of a
+                # network negative): rescale it, or the next layer's weight multiplier would
+                # overflow the working dtype
+                subnormal_warning |= bool(dt == np.float32 and np.any(ms[far] < 1e-60))
+                h, log_s, sq, ms, hsum = self._rescale(far, h, log_s, sq, ms, hsum)
             prev_sq, prev_ms, prev_hsum = sq, ms, hsum
 
         # -- head: where the backward pass starts ---------------------------------------------
@@ -800,6 +824,15 @@ class _Chunk:
                 n_out * _unit_variance(li)
             )
             mult = np.where(alive, np.exp(-log_est), 0.0)
+            far = alive & ((dms < _RESCALE_BELOW) | (dms > 1 / _RESCALE_BELOW))
+            if np.any(far):
+                # normalise dh itself first (as the forward pass does): its multiplier alone
+                # would overflow the working dtype
+                subnormal_warning |= bool(dt == np.float32 and np.any(dms[far] < 1e-60))
+                idx = np.nonzero(far)[0]
+                scale = 1.0 / np.sqrt(dms[idx])
+                dh[idx] = (dh[idx].astype(np.float64) * scale[:, None, None]).astype(dt)
+                mult[idx] /= scale
             wl = w * mult.astype(dt)[:, None, None]
             self.cur ^= 1
             dh = np.matmul(dh, wl, out=self._buffer(self.cur, n_in))
@@ -809,6 +842,7 @@ class _Chunk:
         out["head"] = head
         out["range_warning"] = range_warning
         out["resolution_warning"] = resolution_warning
+        out["subnormal_warning"] = subnormal_warning
         return out
 
     def _softmax_head(self, h, log_s, prev_ms):
@@ -988,5 +1022,6 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         head=head,
         scale_range_warning=any(p["range_warning"] for p in parts),
         resolution_warning=any(p["resolution_warning"] for p in parts),
+        subnormal_warning=any(p["subnormal_warning"] for p in parts),
         kernels="numpy" if fused is None else "numba",
     )

@@ -304,3 +304,49 @@ def test_masks_take_the_sum_of_the_widths_not_depth_times_the_widest():
     simulate(net, cfg)
     assert network._ARENA.masks.size == 4 * 16 * sum(net.widths[1:])
     assert estimate_memory(net, cfg)["per_chunk"] >= network._ARENA.masks.size
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "numba"])
+def test_outputs_far_below_unit_scale_are_rescaled_not_overflowed(kernels):
+    # slope 1e-42: a network whose single unit is negative scales h by 1e-42, into float32's
+    # subnormals; its next weight multiplier (~1e42) overflowed float32 and gave NaN, read as
+    # q = 0. h and dloss/dz are now brought back to unit rms first (any RuntimeWarning fails).
+    from propagate import run
+    from propagate.kernels import numba_installed
+
+    if kernels == "numba" and not numba_installed():
+        pytest.skip("needs numba (the fast extra)")
+    args = dict(widths=(2, 1, 1, 1, 1, 1), batch=2, trials=40, activation="leaky-relu")
+    res = run(**args, negative_slope=1e-42, kernels=kernels)
+    exact = run(**args, negative_slope=1e-42, kernels=kernels, dtype="float64")
+    for row, ref in zip(res.layers, exact.layers):
+        assert row["log10_q"] is not None and row["log10_grad"] is not None
+        assert abs(row["log10_q"] - ref["log10_q"]) < 1e-3  # forward: no digits lost
+    warned = " ".join(res.summary["warnings"])
+    assert "float32's normal range" in warned or "exactly 0 under leaky-relu" in warned
+
+
+@pytest.mark.parametrize("kernels", ["numpy", "numba"])
+def test_unresolvable_float64_variance_is_flagged(kernels):
+    from propagate import run
+    from propagate.kernels import numba_installed
+
+    if kernels == "numba" and not numba_installed():
+        pytest.skip("needs numba (the fast extra)")
+    args = dict(depth=3, fan_in=64, dtype="float64", trials=10, kernels=kernels)
+    # biases 1e20 above the weight term: z = b + u keeps nothing of u in float64
+    lost = run(**args, bias_std=1e20)
+    assert any("float64 cannot resolve it" in w for w in lost.summary["warnings"])
+    # at 1e10, u keeps ~6 digits: no warning, and layer 1's variance (over the batch, where
+    # each unit's bias is a constant) is that of the same weights and inputs without biases
+    kept = run(**args, bias_std=1e10)
+    assert not any("cannot resolve" in w for w in kept.summary["warnings"])
+    plain = run(**args)
+    assert abs(kept.layers[0]["log10_var"] - plain.layers[0]["log10_var"]) < 1e-4
+
+
+def test_dead_networks_at_huge_std_raise_no_overflow_warning():
+    from propagate import run
+
+    res = run(depth=20, fan_in=4, batch=3, trials=16, scheme="gauss", std=1e30)
+    assert all(row["log10_q"] is not None for row in res.layers[:3])
