@@ -21,19 +21,27 @@ from .cli_options import (
     Batch,
     BiasStd,
     Classes,
+    Csv,
     Data,
     Depth,
+    Dist,
     DType,
     FanIn,
+    Gain,
     Head,
     Json,
+    Kernels,
+    Mode,
     NoStd,
     Seed,
     Slope,
+    Std,
     Trials,
+    TruncBounds,
     Widths,
     Workers,
     fail,
+    network_options,
 )
 from .errors import InputError
 
@@ -227,6 +235,11 @@ def compare(
     activation: Activation = "relu",
     negative_slope: Slope = None,
     bias_std: BiasStd = "0",
+    dist: Dist = None,
+    gain: Gain = None,
+    mode: Mode = None,
+    std: Std = None,
+    trunc_bounds: TruncBounds = None,
     batch: Batch = "256",
     trials: Trials = "100",
     seed: Seed = "0",
@@ -236,10 +249,12 @@ def compare(
     head: Head = "probe",
     classes: Classes = None,
     json_out: Json = False,
+    csv: Csv = None,
     out: CompareOut = None,
     plot_dir: PlotDir = None,
     fmt: Format = "png",
     workers: Workers = None,
+    kernels: Kernels = "auto",
 ) -> None:
     """Several init schemes on one architecture, inputs and seed: one table, one figure.
 
@@ -248,20 +263,19 @@ def compare(
     """
     from .compare import check_scheme_list
     from .compare import compare as compare_api
-    from .results import save_outputs
+    from .results import check_output_file, save_outputs
 
     try:
         names = check_scheme_list(schemes)
         fmt = check_plot_target(plot_dir, fmt)
         _check_folder(out, "--out")
+        if csv is not None:
+            check_output_file(csv, "--csv")
+        arch = network_options({**locals(), "scheme": None})
+        del arch["scheme"]
         result = compare_api(
             names,
-            depth=depth,
-            fan_in=fan_in,
-            widths=widths,
-            activation=activation,
-            negative_slope=negative_slope,
-            bias_std=bias_std,
+            **arch,
             batch=batch,
             trials=trials,
             seed=seed,
@@ -271,8 +285,9 @@ def compare(
             head=head,
             classes=classes,
             workers=workers,
+            kernels=kernels,
         )
-        written = save_outputs(result, out)
+        written = save_outputs(result, out, csv)
         if plot_dir is not None:
             written += write_run_plots(result, plot_dir, fmt)
     except InputError as exc:

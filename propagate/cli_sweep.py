@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from .cli_options import Depth, FanIn, Json, Seed, Widths, fail
+from .cli_plots import Format
 from .errors import InputError
 
 __all__ = ["register", "sweep", "recommend"]
@@ -93,6 +94,7 @@ def sweep(
     json_out: Json = False,
     csv: Csv = None,
     plot: Plot = None,
+    fmt: Format = "png",
     progress: Progress = None,
 ) -> None:
     """Measure P(dead), log-norm spread, median drift and mean per (scheme, fan-in, depth) cell.
@@ -102,10 +104,14 @@ def sweep(
 
     Example: propagate sweep --fan-in 2,4,8,16,32,64 --depth 10,30,100 --out sweep1
     """
-    from .results import save_outputs
+    from .cli_plots import check_plot_target
+    from .results import check_output_file, save_outputs
     from .sweep import SweepInterrupted, run_sweep
 
     try:
+        fmt = check_plot_target(plot, fmt)  # bad figure targets fail before the cells run
+        if csv is not None:
+            check_output_file(csv, "--csv")
         result = run_sweep(
             fan_ins=fan_in,
             depths=depth,
@@ -122,7 +128,7 @@ def sweep(
         if plot is not None:
             from .plotting.sweep_plots import plot_sweep_result
 
-            written += plot_sweep_result(result.to_dict(), plot)
+            written += plot_sweep_result(result.to_dict(), plot, fmt)
     except InputError as exc:
         fail(str(exc))
     except SweepInterrupted as exc:

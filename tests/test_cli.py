@@ -368,3 +368,52 @@ def test_ctrl_c_while_numba_compiles_is_not_swallowed(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     err = _interrupt_run(tmp_path, ["--kernels", "numba"], llvm_loaded, env)
     assert err.strip() == "propagate: interrupted"
+
+
+def test_version_and_written_files_are_reported(tmp_path, capsys):
+    from propagate import __version__
+
+    code, out, _ = _cli(["--version"], capsys)
+    assert code == 0 and out.strip() == f"propagate {__version__} (distribution propagate-init)"
+    args = ["run", "--depth", "3", "--fan-in", "8", "--trials", "4", "--batch", "8"]
+    res, csv = tmp_path / "res", tmp_path / "c.csv"
+    code, out, _ = _cli([*args, "--out", str(res), "--csv", str(csv)], capsys)
+    assert code == 0
+    assert out.splitlines()[-3:] == [
+        f"wrote {res / 'results.json'}",
+        f"wrote {res / 'results.csv'}",
+        f"wrote {csv}",
+    ]
+    code, out, _ = _cli([*args, "--std", "0.05"], capsys)
+    assert "scheme he-normal with --std 0.05 (normal, Var W = 0.0025)" in " ".join(out.split())
+
+
+def test_compare_takes_init_overrides_csv_and_kernels(tmp_path, capsys):
+    args = ["compare", "--schemes", "gauss,he-normal", "--depth", "4", "--fan-in", "8",
+            "--trials", "6", "--batch", "8", "--kernels", "numpy"]  # fmt: skip
+    csv = tmp_path / "cmp.csv"
+    code, out, _ = _cli([*args, "--std", "0.3", "--json", "--csv", str(csv)], capsys)
+    assert code == 0
+    runs = json.loads(out)["runs"]
+    # one --std for every scheme: the same law, so the same numbers
+    assert runs[0]["layers"] == runs[1]["layers"]
+    assert runs[0]["config"]["weight_std"] == [0.3] * 4
+    header = csv.read_text().splitlines()[0].split(",")
+    assert "log10_q[gauss]" in header and "log10_q[he-normal]" in header
+    code, _, err = _cli([*args, "--gain", "1"], capsys)
+    assert code == 2 and "does not apply to gauss" in err and err.count("\n") == 1
+    code, _, err = _cli([*args, "--kernels", "fast"], capsys)
+    assert code == 2 and "unknown --kernels 'fast'" in err
+
+
+def test_sweep_checks_figure_and_csv_targets_before_running(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its checkpoints
+    args = ["sweep", "--fan-in", "2", "--depth", "3", "--schemes", "he-normal",
+            "--trials", "20", "--no-progress"]  # fmt: skip
+    code, _, err = _cli([*args, "--plot", str(tmp_path / "f"), "--format", "bmp"], capsys)
+    assert code == 2 and "--format 'bmp' is not allowed" in err
+    (tmp_path / "afile").write_text("")
+    code, _, err = _cli([*args, "--csv", str(tmp_path / "afile" / "x.csv")], capsys)
+    assert code == 2 and "is not a folder" in err
+    code, out, _ = _cli([*args, "--plot", str(tmp_path / "f"), "--format", "svg"], capsys)
+    assert code == 0 and out.strip().endswith(f"wrote {tmp_path / 'f' / 'sweep_he-normal.svg'}")
