@@ -24,6 +24,8 @@ FLOAT_LIMITS = {
     "float32": (math.log10(np.finfo(np.float32).tiny), math.log10(np.finfo(np.float32).max)),
     "float64": (math.log10(np.finfo(np.float64).tiny), math.log10(np.finfo(np.float64).max)),
 }
+# the verdict lists a std per layer up to this many layers; beyond, one per distinct fan-in
+_LISTED_LAYERS = 12
 
 
 def log10_mean(logs: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -306,9 +308,16 @@ def verdict(
         lead = "For comparison, the variance-preserving rule is" if kind == "stable" else "Fix:"
     if len(fans) == 1:
         words.append(f"{lead} {rule} = {rec[0]:.4g} at fan-in {fans[0]}{tail}.")
-    else:
+    elif len(rec) <= _LISTED_LAYERS:
         values = ", ".join(f"{r:.3g}" for r in rec)
         words.append(f"{lead} {rule}, per layer: {values}{tail}.")
+    else:  # a long stack: the distinct fan-ins, not thousands of numbers
+        shown = ", ".join(f"{math.sqrt(gain2 / n):.3g} at fan-in {n}" for n in fans[:8])
+        more = f" and {len(fans) - 8} more fan-ins" if len(fans) > 8 else ""
+        words.append(
+            f"{lead} {rule}: {shown}{more} (every layer's value is in "
+            f"recommended_std_per_layer){tail}."
+        )
     return {
         "verdict": kind,
         "regime": regime,

@@ -417,3 +417,15 @@ def test_sweep_checks_figure_and_csv_targets_before_running(tmp_path, capsys, mo
     assert code == 2 and "is not a folder" in err
     code, out, _ = _cli([*args, "--plot", str(tmp_path / "f"), "--format", "svg"], capsys)
     assert code == 0 and out.strip().endswith(f"wrote {tmp_path / 'f' / 'sweep_he-normal.svg'}")
+
+
+def test_verdict_names_the_std_per_fan_in_for_long_stacks():
+    from propagate import run
+
+    short = run(widths=(8, 4, 8, 4, 8), trials=4, batch=8)
+    assert "per layer: 0.5, 0.707, 0.5, 0.707." in short.summary["message"]
+    long = run(widths=(8, 4) * 20 + (8,), trials=4, batch=8)
+    message = long.summary["message"]
+    assert "0.707 at fan-in 4, 0.5 at fan-in 8 (every layer's value is in" in message
+    assert len(long.summary["recommended_std_per_layer"]) == 40
+    assert len(message) < 1000
