@@ -341,9 +341,13 @@ def run(
         warnings.append(
             f"some inputs' h_l is exactly 0 under {act.name}, which cannot switch a unit off: "
             f"their scale fell out of {dtype}'s range within one network (a tiny "
-            "--negative-slope?); "
-            "their statistics are lost: rerun with --dtype float64"
-            + (" or a larger --negative-slope" if act.name == "leaky-relu" else "")
+            "--negative-slope?), and their statistics are lost"
+            + (
+                ": rerun with --dtype float64"
+                + (" or a larger --negative-slope" if act.name == "leaky-relu" else "")
+                if dtype == "float32"
+                else (": use a larger --negative-slope" if act.name == "leaky-relu" else "")
+            )
         )
     if stats.resolution_warning:
         floor = "1e-10" if dtype == "float32" else "1e-27"

@@ -117,11 +117,12 @@ def run(
     """
     from .api import run as run_api
     from .report import print_run
-    from .results import save_outputs
+    from .results import check_distinct_outputs, save_outputs
 
     try:
         fmt = check_plot_target(plot_dir, fmt)
         _check_outputs(csv, out)
+        check_distinct_outputs(csv, out, plot_dir)
         result = run_api(
             **network_options(locals()),
             batch=batch,

@@ -514,11 +514,12 @@ class _Chunk:
     def _rescale(self, rows, h, log_s, sq, ms, hsum):
         """Bring ``h`` (k, batch, n) back to unit rms in the trials ``rows`` (bool (k,)), moving
         the factor into the log scale; returns (h, log_s, sq, ms, hsum) updated."""
-        factor = np.where(rows, 1.0 / np.sqrt(np.where(rows, ms, 1.0)), 1.0)
+        old_ms = np.where(rows, ms, 1.0)
+        factor = 1.0 / np.sqrt(old_ms)  # ms may be subnormal: factor**2 would overflow
         idx = np.nonzero(rows)[0]
         h[idx] = (h[idx].astype(np.float64) * factor[idx, None, None]).astype(h.dtype)
         log_s = log_s - np.log(factor)
-        return h, log_s, sq * factor[:, None] ** 2, ms * factor**2, hsum * factor[:, None]
+        return h, log_s, sq / old_ms[:, None], ms / old_ms, hsum * factor[:, None]
 
     def _col_mean(self, prev_hsum, wm, bias, b_scale) -> np.ndarray:
         """(k, n_out) batch means of z_hat, from the batch sums of the layer's input (a tiny
@@ -687,10 +688,16 @@ class _Chunk:
         # -- input: one batch shared by every trial (data, or Gaussian drawn from the seed) --
         x = self.inputs  # (batch, n0) float64
         sq0 = np.einsum("bn,bn->b", x, x)
-        spread = sq0.max() / np.min(sq0[sq0 > 0]) if np.any(sq0 > 0) else 1.0
-        range_warning = bool(spread > 1e30)  # the smallest inputs may not survive the dtype
-        # inputs 1e-6 of each other in norm can reach float32's underflow after many layers
-        self._redo_tiny = bool(spread > 1e12)
+        # spread of the inputs' squared norms, from each row's largest entry (a row whose
+        # squares underflow still counts), as a log10
+        peak = np.max(np.abs(x), axis=1)
+        live = peak[peak > 0]
+        log10_spread = 2 * float(np.log10(live.max() / live.min())) if live.size else 0.0
+        range_warning = log10_spread > 30  # the smallest inputs may not survive the dtype
+        # inputs 1e-6 of each other in norm can reach float32's underflow after many layers;
+        # so can a leaky ReLU's tiny negative side
+        slope = net.activation.negative_slope
+        self._redo_tiny = log10_spread > 12 or 0 < abs(slope) < 1e-6
         ms0 = float(sq0.sum()) / (batch * widths[0])
         out["log_m0"] = np.full(k, math.log(ms0) if ms0 > 0 else -math.inf)
         rms0 = math.sqrt(ms0) if ms0 > 0 else 1.0

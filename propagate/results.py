@@ -20,6 +20,7 @@ from .errors import InputError
 __all__ = [
     "RunResult",
     "atomic_write",
+    "check_distinct_outputs",
     "save_outputs",
     "check_output_file",
     "load_result",
@@ -72,9 +73,37 @@ def check_output_file(path: str, option: str = "output") -> str:
     if os.path.exists(real) and not os.path.isfile(real):
         raise InputError(f"{option} {path!r} exists and is not a regular file; give a file path")
     folder = os.path.dirname(real)
-    if os.path.exists(folder) and not os.path.isdir(folder):
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)  # the nearest existing ancestor must be a folder
+    if not os.path.isdir(folder):
         raise InputError(f"{option} {path!r}: {folder!r} is not a folder")
     return real
+
+
+def check_distinct_outputs(
+    csv_path: str | None = None,
+    out_dir: str | None = None,
+    plot_dir: str | None = None,
+    out_files: tuple[str, ...] = ("results.json", "results.csv"),
+) -> None:
+    """Refuse a --csv file that would overwrite what --out writes (``out_files`` and anything
+    inside ``out_dir``'s sub-folders) or that names the --plot folder."""
+    if csv_path is None:
+        return
+    csv = os.path.realpath(csv_path)
+    if out_dir is not None:
+        out = os.path.realpath(out_dir)
+        if (
+            csv == out
+            or csv in {os.path.join(out, name) for name in out_files}
+            or (os.path.dirname(csv) != out and csv.startswith(out + os.sep))
+        ):
+            raise InputError(
+                f"--csv {csv_path!r} would overwrite what --out {out_dir!r} writes; give "
+                "another file"
+            )
+    if plot_dir is not None and csv == os.path.realpath(plot_dir):
+        raise InputError(f"--csv {csv_path!r} is also the --plot folder; give another file")
 
 
 def atomic_write(path: str, text: str) -> None:

@@ -760,12 +760,21 @@ def sample_unit(init: LayerInit, gen: np.random.Generator, k: int) -> np.ndarray
     raise InputError(f"unknown distribution {init.distribution!r}; one of {DISTRIBUTIONS}")
 
 
+_NARROW_CUT = 1e-4  # a cut at +-c below this (in std units) is sampled as uniform
+
+
 def _truncnormal_unit(c: float, u: np.ndarray) -> np.ndarray:
     """N(0, 1) cut to [-c, c] by inverse CDF of the uniforms u (overwritten).
 
     Symmetric form: the quantile is taken from the nearer tail (1 - u is exact for u > 1/2), so
     ndtri always sees p <= 1/2 and the upper tail is as precise as the lower one.
     """
+    if c < _NARROW_CUT:
+        # Phi(-c) + u * mass would lose u's digits against 1/2 (weights all 0 at c ~ 1e-17);
+        # over so narrow a window the density varies by c^2 / 2 < 5e-9: uniform to that order
+        u *= 2 * c
+        u -= c
+        return u
     mass = math.erf(c / math.sqrt(2.0))  # P(|Z| <= c), exact where 1 - 2 Phi(-c) would cancel
     upper = u > 0.5
     np.subtract(1.0, u, out=u, where=upper)

@@ -429,3 +429,20 @@ def test_verdict_names_the_std_per_fan_in_for_long_stacks():
     assert "0.707 at fan-in 4, 0.5 at fan-in 8 (every layer's value is in" in message
     assert len(long.summary["recommended_std_per_layer"]) == 40
     assert len(message) < 1000
+
+
+def test_colliding_output_targets_are_refused_before_anything_is_written(tmp_path, capsys):
+    args = ["run", "--depth", "3", "--fan-in", "8", "--trials", "4", "--batch", "8"]
+    out = tmp_path / "o"
+    for extra, what in (
+        (["--out", str(out), "--csv", str(out / "results.json")], "would overwrite"),
+        (["--out", str(out), "--csv", str(out)], "would overwrite"),
+        (["--plot", str(out), "--csv", str(out)], "is also the --plot folder"),
+    ):
+        code, _, err = _cli([*args, *extra], capsys)
+        assert code == 2 and what in err and err.count("\n") == 1
+        assert not out.exists()
+    (tmp_path / "afile").write_text("keep")
+    code, _, err = _cli([*args, "--csv", str(tmp_path / "afile" / "sub" / "x.csv")], capsys)
+    assert code == 2 and "is not a folder" in err
+    assert (tmp_path / "afile").read_text() == "keep"

@@ -350,3 +350,37 @@ def test_dead_networks_at_huge_std_raise_no_overflow_warning():
 
     res = run(depth=20, fan_in=4, batch=3, trials=16, scheme="gauss", std=1e30)
     assert all(row["log10_q"] is not None for row in res.layers[:3])
+
+
+def test_subnormal_scales_in_float64_and_tiny_float32_slopes_agree_across_kernels():
+    from propagate import run
+    from propagate.kernels import numba_installed
+
+    kernels = ["numpy", "numba"] if numba_installed() else ["numpy"]
+    # slope 1e-156: mean squares reach float64's subnormals; rescaling them overflowed
+    # (factor**2) into NaN means read as q = 0, with RuntimeWarnings (errors here)
+    args = dict(activation="leaky-relu", fan_in=1, batch=2, depth=10, trials=4)
+    rows = [run(**args, negative_slope=1e-156, dtype="float64", kernels=k).layers for k in kernels]
+    for layers in rows:
+        assert all(row["log10_q"] is not None for row in layers)
+    for a, b in zip(rows[0], rows[-1]):
+        assert abs(a["log10_q"] - b["log10_q"]) < 1e-9
+    # float32, slope 1e-30: NumPy's float32 squares underflowed (networks read as dead)
+    args = dict(activation="leaky-relu", negative_slope=1e-30, fan_in=2, batch=2, depth=40)
+    grads = [[row["log10_grad"] for row in run(**args, trials=16, kernels=k).layers]
+             for k in kernels]  # fmt: skip
+    exact = [row["log10_grad"] for row in run(**args, trials=16, dtype="float64").layers]
+    for g in grads:
+        assert all(x is not None for x in g)
+        assert abs(g[0] - exact[0]) < 1.0  # hundreds of decades apart before
+
+
+def test_inputs_whose_squares_underflow_raise_the_range_warning():
+    from propagate import run
+    from propagate.data import Dataset
+
+    x = np.random.default_rng(2).standard_normal((4, 8))
+    x[1] *= 1e-170  # its squared norm is 0 in float64
+    data = Dataset(x=x, labels=None, name="tiny-row", standardized=False)
+    res = run(widths=(8, 8, 8), data=data, dtype="float64")
+    assert any("spanned more than 1e30" in w for w in res.summary["warnings"])

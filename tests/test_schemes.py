@@ -476,3 +476,15 @@ def test_to_dict_is_json_ready(name):
     described = json.loads(json.dumps(spec.to_dict()))
     assert described["scheme"] == name and described["distribution"] == spec.distribution
     assert described["activation"] == "leaky-relu"
+
+
+@pytest.mark.parametrize("cut", [1e-20, 1e-10, 5e-5])
+def test_very_narrow_truncation_windows_keep_their_variance(cut):
+    # Phi(-c) + u * mass lost every digit of u near c ~ 1e-17: weights came out all 0
+    layer = _layer("torch-trunc-normal", (64, 64), trunc_bounds=(-cut, cut))
+    y = S.sample_unit(layer, _gen("very narrow"), 100).ravel() * layer.std
+    assert np.abs(y).max() <= cut and np.all(y != 0)
+    n = y.size  # uniform on [-c, c] to O(c^2): Var of the sample variance is (4/5) v^2 / n
+    v = cut**2 / 3
+    assert abs(np.mean(y**2) / v - 1) < 4 * math.sqrt(0.8 / n)
+    assert layer.weight_var == pytest.approx(v, rel=1e-8)
