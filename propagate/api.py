@@ -88,6 +88,9 @@ def check_finite(
         raise InputError(f"{name} {value!r} is not a number") from None
     if not math.isfinite(x):
         raise InputError(f"{name} {value!r} is not allowed; give a finite number")
+    mantissa = value.lower().split("e")[0] if isinstance(value, str) else ""
+    if x == 0 and any(c in "123456789" for c in mantissa):  # e.g. 1e-400
+        raise InputError(f"{name} {value!r} is not allowed; it rounds to 0 in float64")
     if positive and x <= 0:
         raise InputError(f"{name} {value!r} is not allowed; give a number > 0")
     if nonnegative and x < 0:

@@ -446,3 +446,18 @@ def test_colliding_output_targets_are_refused_before_anything_is_written(tmp_pat
     code, _, err = _cli([*args, "--csv", str(tmp_path / "afile" / "sub" / "x.csv")], capsys)
     assert code == 2 and "is not a folder" in err
     assert (tmp_path / "afile").read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--negative-slope", "1e-400"), ("--bias-std", "1E-400"), ("--std", "2e-999")],
+)
+def test_values_that_round_to_zero_are_refused(flag, value, capsys):
+    args = ["run", "--depth", "2", "--fan-in", "4", "--activation", "leaky-relu", flag, value]
+    code, _, err = _cli(args, capsys)
+    assert code == 2 and f"{flag} {value!r} is not allowed" in err and "rounds to 0" in err
+
+
+def test_written_zeros_still_mean_zero(capsys):
+    code, out, _ = _cli(["run", "--depth", "2", "--fan-in", "4", "--bias-std", "0E5"], capsys)
+    assert code == 0 and "propagate run:" in out
