@@ -73,9 +73,10 @@ class FusedPasses:
         self.exact_normals = True  # set by check_normals
 
     def normals(self, bit_generator, out: np.ndarray) -> None:
-        """Fill the float64 C-contiguous ``out`` with exactly the numbers
+        """Fill the C-contiguous ``out`` with exactly the numbers
         ``np.random.Generator(bit_generator).standard_normal(out=out)`` writes (SFC64 only;
-        ``bit_generator`` itself is not advanced)."""
+        ``bit_generator`` itself is not advanced); a float32 ``out`` gets them rounded, as
+        ``astype`` rounds."""
         if not isinstance(bit_generator, np.random.SFC64):
             raise TypeError(f"the compiled sampler replays SFC64, not {type(bit_generator)}")
         state = np.array(bit_generator.state["state"]["state"], dtype=np.uint64)
@@ -133,6 +134,7 @@ class FusedPasses:
         self.forward(z, 0.0, np.zeros((1, 3)), mask)
         self.backward(z, mask, 0.0)
         self.check_normals()  # compiles the sampler too
+        self.normals(np.random.SFC64(0), np.empty(2, dtype=dtype))  # and its dtype's output
 
 
 def _load(dtype) -> FusedPasses:

@@ -433,33 +433,42 @@ class _Chunk:
     # -- random draws ------------------------------------------------------------------------
     def _weights(self, layer: int, li: LayerInit) -> np.ndarray:
         if li.distribution == "normal":  # sample_unit draws exactly these standard normals
-            w = self._normal_draw(Stream.WEIGHTS, layer, (li.fan_out, li.fan_in))
-        else:
-            w = layer_weights(self.net, self.cfg.seed, layer, self.t0, self.t1)
+            shape = (li.fan_out, li.fan_in)
+            return self._normal_draw(Stream.WEIGHTS, layer, shape, fresh=self.dtype)
+        w = layer_weights(self.net, self.cfg.seed, layer, self.t0, self.t1)
         return w.astype(self.dtype)  # a copy: the float64 buffer is reused
 
     def _bias(self, layer: int, width: int) -> np.ndarray:
         b = layer_biases(self.net, self.cfg.seed, layer, self.t0, self.t1)
         return b.astype(self.dtype, copy=False)
 
-    def _normal_draw(self, kind: int, layer: int, shape: tuple[int, ...]) -> np.ndarray:
+    def _normal_draw(
+        self, kind: int, layer: int, shape: tuple[int, ...], fresh: np.dtype | None = None
+    ) -> np.ndarray:
         """Standard normals of this chunk's trials for one stream, filled in place.
 
         Exactly what ``rng.draw`` with ``standard_normal`` returns, but written straight into a
-        reused per-thread float64 buffer (no per-block arrays, no concatenation). A chunk that
-        starts inside a stream draws that stream's earlier trials too and skips them.
+        reused per-thread float64 buffer (no per-block arrays, no concatenation), or with
+        ``fresh`` into a new array of that dtype (rounded from float64 as ``astype`` would).
+        A chunk that starts inside a stream draws that stream's earlier trials too and skips
+        them.
         """
         per_trial = int(np.prod(shape))
         size = trial_block(per_trial)
         base = self.t0 - self.t0 % size  # first trial of the first stream
         rows = self.t1 - base
-        key = f"normal{kind}"
-        buf = getattr(_ARENA, key, None)
-        if buf is None or buf.size < rows * per_trial:
-            buf = np.empty(rows * per_trial)
-            setattr(_ARENA, key, buf)
-        flat = buf[: rows * per_trial].reshape(rows, *shape)
         compiled = self.fused is not None and self.fused.exact_normals
+        if fresh is not None and not compiled:
+            return self._normal_draw(kind, layer, shape).astype(fresh)
+        if fresh is not None:  # the compiled sampler rounds each number as it writes it
+            buf = np.empty(rows * per_trial, dtype=fresh)
+        else:
+            key = f"normal{kind}"
+            buf = getattr(_ARENA, key, None)
+            if buf is None or buf.size < rows * per_trial:
+                buf = np.empty(rows * per_trial)
+                setattr(_ARENA, key, buf)
+        flat = buf[: rows * per_trial].reshape(rows, *shape)
         for start in range(base, self.t1, size):
             stop = min(self.t1, start + size)
             gen = block_generator(self.cfg.seed, kind, layer, start // size)
@@ -525,7 +534,7 @@ class _Chunk:
         """(k, n_out) batch means of z_hat, from the batch sums of the layer's input (a tiny
         product instead of a pass over z)."""
         # (k, n_out, n_in) @ (k, n_in, 1) in float64 (W as stored: no transposed copy)
-        col_sum = np.matmul(wm.astype(np.float64), prev_hsum[:, :, None])[:, :, 0]
+        col_sum = np.matmul(wm.astype(np.float64, copy=False), prev_hsum[:, :, None])[:, :, 0]
         if bias is not None:
             col_sum = col_sum + self.batch * b_scale[:, None] * bias[:, 0, :]
         return col_sum / self.batch
