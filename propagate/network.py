@@ -218,6 +218,25 @@ def _sumsq(a: np.ndarray, redo_tiny: bool = False) -> np.ndarray:
     return out
 
 
+def _back_to_unit_rms(a: np.ndarray, ms: np.ndarray, live: np.ndarray):
+    """Divide, in place, the trials of ``a`` (k, batch, n) whose mean square ``ms`` (k,) left
+    [1e-20, 1e20] by its root (among ``live`` trials), in float64: that factor may exceed the
+    working dtype's range.
+
+    Returns:
+        (divisor, subnormal): the (k,) mean squares divided out (1 for untouched trials), or
+        None when no trial moved; whether float32 entries had reached subnormal values.
+    """
+    rows = live & ((ms < _RESCALE_BELOW) | (ms > 1 / _RESCALE_BELOW))
+    if not np.any(rows):
+        return None, False
+    divisor = np.where(rows, ms, 1.0)
+    idx = np.nonzero(rows)[0]
+    factor = 1.0 / np.sqrt(divisor[idx])  # not 1 / divisor: a subnormal ms would overflow
+    a[idx] = (a[idx].astype(np.float64) * factor[:, None, None]).astype(a.dtype)
+    return divisor, bool(a.dtype == np.float32 and np.any(ms[rows] < 1e-60))
+
+
 def _count_true(mask: np.ndarray) -> np.ndarray:
     """(trials,) number of True entries of a (trials, ...) bool array."""
     flat = mask.reshape(mask.shape[0], -1)
@@ -520,16 +539,6 @@ class _Chunk:
             mult = np.where(alive, np.exp(log_s + log_sig - log_sz), 0.0)
         return log_sz, mult, b_scale
 
-    def _rescale(self, rows, h, log_s, sq, ms, hsum):
-        """Bring ``h`` (k, batch, n) back to unit rms in the trials ``rows`` (bool (k,)), moving
-        the factor into the log scale; returns (h, log_s, sq, ms, hsum) updated."""
-        old_ms = np.where(rows, ms, 1.0)
-        factor = 1.0 / np.sqrt(old_ms)  # ms may be subnormal: factor**2 would overflow
-        idx = np.nonzero(rows)[0]
-        h[idx] = (h[idx].astype(np.float64) * factor[idx, None, None]).astype(h.dtype)
-        log_s = log_s - np.log(factor)
-        return h, log_s, sq / old_ms[:, None], ms / old_ms, hsum * factor[:, None]
-
     def _col_mean(self, prev_hsum, wm, bias, b_scale) -> np.ndarray:
         """(k, n_out) batch means of z_hat, from the batch sums of the layer's input (a tiny
         product instead of a pass over z)."""
@@ -793,13 +802,16 @@ class _Chunk:
             positive = np.where(sq > 0, sq, np.inf).min(axis=1)
             if np.any(sq.max(axis=1) > 1e30 * positive):
                 range_warning = True
-            far = (ms > 0) & ((ms < _RESCALE_BELOW) | (ms > 1 / _RESCALE_BELOW))
-            if np.any(far) and l < depth:
+            if l < depth:
                 # h_hat drifted far from unit rms (a tiny --negative-slope with every unit of a
-                # network negative): rescale it, or the next layer's weight multiplier would
-                # overflow the working dtype
-                subnormal_warning |= bool(dt == np.float32 and np.any(ms[far] < 1e-60))
-                h, log_s, sq, ms, hsum = self._rescale(far, h, log_s, sq, ms, hsum)
+                # network negative): rescaled, or the next layer's weight multiplier would
+                # overflow the working dtype; the divisor moves into the log scale
+                divisor, subnormal = _back_to_unit_rms(h, ms, ms > 0)
+                if divisor is not None:
+                    subnormal_warning |= subnormal
+                    log_s = log_s + 0.5 * np.log(divisor)
+                    sq, ms = sq / divisor[:, None], ms / divisor
+                    hsum = hsum / np.sqrt(divisor)[:, None]
             prev_sq, prev_ms, prev_hsum = sq, ms, hsum
 
         # -- head: where the backward pass starts ---------------------------------------------
@@ -840,15 +852,11 @@ class _Chunk:
                 n_out * _unit_variance(li)
             )
             mult = np.where(alive, np.exp(-log_est), 0.0)
-            far = alive & ((dms < _RESCALE_BELOW) | (dms > 1 / _RESCALE_BELOW))
-            if np.any(far):
-                # normalise dh itself first (as the forward pass does): its multiplier alone
-                # would overflow the working dtype
-                subnormal_warning |= bool(dt == np.float32 and np.any(dms[far] < 1e-60))
-                idx = np.nonzero(far)[0]
-                scale = 1.0 / np.sqrt(dms[idx])
-                dh[idx] = (dh[idx].astype(np.float64) * scale[:, None, None]).astype(dt)
-                mult[idx] /= scale
+            # normalise dh itself first where its multiplier alone would overflow the dtype
+            divisor, subnormal = _back_to_unit_rms(dh, dms, alive)
+            if divisor is not None:
+                subnormal_warning |= subnormal
+                mult *= np.sqrt(divisor)
             wl = w * mult.astype(dt)[:, None, None]
             self.cur ^= 1
             dh = np.matmul(dh, wl, out=self._buffer(self.cur, n_in))
