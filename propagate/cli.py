@@ -117,12 +117,12 @@ def run(
     """
     from .api import run as run_api
     from .report import print_run
-    from .results import check_distinct_outputs, save_outputs
+    from .results import check_csv_target, save_outputs
 
     try:
         fmt = check_plot_target(plot_dir, fmt)
-        _check_outputs(csv, out)
-        check_distinct_outputs(csv, out, plot_dir)
+        _check_out_folder(out)
+        check_csv_target(csv, out, plot_dir)
         result = run_api(
             **network_options(locals()),
             batch=batch,
@@ -149,8 +149,8 @@ def run(
             typer.echo(f"wrote {path}")
 
 
-def _check_outputs(csv_path: str | None, out_dir: str | None) -> None:
-    """Refuse unusable output paths before anything is computed or written."""
+def _check_out_folder(out_dir: str | None) -> None:
+    """Refuse an unusable --out folder before anything is computed or written."""
     from .results import check_output_file
 
     if out_dir is not None:
@@ -160,8 +160,6 @@ def _check_outputs(csv_path: str | None, out_dir: str | None) -> None:
             raise InputError(f"--out {out_dir!r} exists and is not a folder")
         for name in ("results.json", "results.csv"):
             check_output_file(os.path.join(out_dir, name), "--out")
-    if csv_path is not None:
-        check_output_file(csv_path, "--csv")
 
 
 @app.command()

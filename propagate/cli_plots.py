@@ -263,15 +263,13 @@ def compare(
     """
     from .compare import check_scheme_list
     from .compare import compare as compare_api
-    from .results import check_distinct_outputs, check_output_file, save_outputs
+    from .results import check_csv_target, save_outputs
 
     try:
         names = check_scheme_list(schemes)
         fmt = check_plot_target(plot_dir, fmt)
         _check_folder(out, "--out")
-        if csv is not None:
-            check_output_file(csv, "--csv")
-        check_distinct_outputs(csv, out, plot_dir)
+        check_csv_target(csv, out, plot_dir)
         arch = network_options({**locals(), "scheme": None})
         del arch["scheme"]
         result = compare_api(

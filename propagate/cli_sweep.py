@@ -105,15 +105,13 @@ def sweep(
     Example: propagate sweep --fan-in 2,4,8,16,32,64 --depth 10,30,100 --out sweep1
     """
     from .cli_plots import check_plot_target
-    from .results import check_distinct_outputs, check_output_file, save_outputs
+    from .results import check_csv_target, save_outputs
     from .sweep import SweepInterrupted, run_sweep
 
     try:
         fmt = check_plot_target(plot, fmt)  # bad figure targets fail before the cells run
-        if csv is not None:
-            check_output_file(csv, "--csv")
         outputs = ("results.json", "results.csv", "manifest.json")
-        check_distinct_outputs(csv, out, plot, outputs)
+        check_csv_target(csv, out, plot, outputs)
         result = run_sweep(
             fan_ins=fan_in,
             depths=depth,

@@ -20,7 +20,7 @@ from .errors import InputError
 __all__ = [
     "RunResult",
     "atomic_write",
-    "check_distinct_outputs",
+    "check_csv_target",
     "save_outputs",
     "check_output_file",
     "load_result",
@@ -80,17 +80,18 @@ def check_output_file(path: str, option: str = "output") -> str:
     return real
 
 
-def check_distinct_outputs(
+def check_csv_target(
     csv_path: str | None = None,
     out_dir: str | None = None,
     plot_dir: str | None = None,
     out_files: tuple[str, ...] = ("results.json", "results.csv"),
 ) -> None:
-    """Refuse a --csv file that would overwrite what --out writes (``out_files`` and anything
-    inside ``out_dir``'s sub-folders) or that names the --plot folder."""
+    """Refuse, before anything runs, a --csv file that cannot be written
+    (:func:`check_output_file`), would overwrite what --out writes (``out_files`` and anything
+    inside ``out_dir``'s sub-folders) or names the --plot folder."""
     if csv_path is None:
         return
-    csv = os.path.realpath(csv_path)
+    csv = check_output_file(csv_path, "--csv")
     if out_dir is not None:
         out = os.path.realpath(out_dir)
         if (
