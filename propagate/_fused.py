@@ -15,14 +15,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .kernels import TINY_SUMSQ
+
 _FASTMATH = {"reassoc", "contract"}
 
 
 # samples per block whose per-unit sums (of z, h and z > 0) gather in the working dtype
 _ROWS = 32
-# a sample's sum of squares below this is redone in float64: in float32, squares of entries
-# under ~1e-19 underflow, and a live input far smaller than the others would read as dead
-_TINY = 1e-25  # as network._F32_TINY_SUMSQ
+_TINY = TINY_SUMSQ  # a sample's sum of squares below this is redone in float64
 
 
 def rectifier_forward(z, slope, centre, mask, q, cq, zsum, sq, hsum, positive):  # pragma: no cover

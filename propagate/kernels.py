@@ -48,6 +48,10 @@ KERNELS = ("auto", "numpy", "numba")
 # (break-even 4.4e8 and 3.2e8 entries; benchmarks/RESULTS.md)
 AUTO_MIN_ELEMENTS = 4e8
 
+# a sample's float32 sum of squares below this is redone in float64, by both paths: squares of
+# entries under ~1e-19 underflow, and a live input far smaller than the others would read as dead
+TINY_SUMSQ = 1e-25
+
 _LOADED: dict[str, object] = {}
 
 

@@ -41,6 +41,7 @@ from threadpoolctl import threadpool_limits
 from .activations import Activation
 from .data import Dataset
 from .errors import InputError
+from .kernels import TINY_SUMSQ
 from .kernels import check as check_kernels
 from .kernels import choose as choose_kernels
 from .rng import Stream, block_generator, draw, trial_block
@@ -61,7 +62,6 @@ __all__ = [
 _CACHE_TARGET_BYTES = 4 << 20  # activations of one chunk-layer (measured best: 4 MiB)
 _WEIGHT_KEEP_BYTES = 256 << 20  # keep a chunk's weights below this, else regenerate them
 _BOOL_MASK_BYTES = 64 << 20  # a chunk's ReLU masks as bytes up to this, bit-packed beyond
-_F32_TINY_SUMSQ = 1e-25  # float32 sums of squares below this are redone in float64
 # a variance below this fraction of q is rounding noise: z = b + u with |u| / |b| below
 # ~1e-5 (float32) or ~3e-14 (float64) keeps u to under 1 % (biases dominate, inputs aligned)
 _RESOLUTION = {np.dtype(np.float32): 1e-10, np.dtype(np.float64): 1e-27}
@@ -210,7 +210,7 @@ def _sumsq(a: np.ndarray, redo_tiny: bool = False) -> np.ndarray:
     else:
         out = np.vecdot(a, a).astype(np.float64)
     if redo_tiny and a.dtype == np.float32:
-        small = out < _F32_TINY_SUMSQ
+        small = out < TINY_SUMSQ
         if np.any(small):
             t, b = np.nonzero(small)
             rows = a[t, b].astype(np.float64)
