@@ -165,21 +165,23 @@ def _solve_mixture(target, a, q_r, weights, n):
     lo = np.full(target.shape, a + q_r[0] + log_lo - 1.0)
     hi = np.full(target.shape, a + q_r[-1] + log_hi + 1.0)
     x = np.clip(a + np.interp(target, np.cumsum(weights), q_r) + math.log(n), lo, hi)
+    todo = np.arange(target.size)  # entries not yet converged (a converged one stays put)
     for _ in range(100):
-        e = np.clip(x[:, None] - a - q_r[None, :], -700.0, 700.0)
+        xt, pt = x[todo], target[todo]
+        e = np.clip(xt[:, None] - a - q_r[None, :], -700.0, 700.0)
         half_y = 0.5 * np.exp(e)
         cdf = special.gammainc(half_n, half_y) @ weights  # chi2_n CDF at y
         # d/dx F(exp(x)) = y f_chi2(y) = (y/2)^(n/2) exp(-y/2) / Gamma(n/2)
         with np.errstate(under="ignore"):
             pdf = np.exp(half_n * (e - math.log(2.0)) - half_y - log_gamma) @ weights
-        lo = np.where(cdf < target, x, lo)
-        hi = np.where(cdf >= target, x, hi)
-        newton = x - (cdf - target) / np.maximum(pdf, 1e-300)
-        inside = (newton > lo) & (newton < hi)
-        new_x = np.where(inside, newton, 0.5 * (lo + hi))
-        if np.all(np.abs(new_x - x) <= 1e-11 * (1.0 + np.abs(x))):
-            return new_x
-        x = new_x
+        lo[todo] = np.where(cdf < pt, xt, lo[todo])
+        hi[todo] = np.where(cdf >= pt, xt, hi[todo])
+        newton = xt - (cdf - pt) / np.maximum(pdf, 1e-300)
+        inside = (newton >= lo[todo]) & (newton <= hi[todo])
+        x[todo] = np.where(inside, newton, 0.5 * (lo[todo] + hi[todo]))
+        todo = todo[np.abs(x[todo] - xt) > 1e-11 * (1.0 + np.abs(xt))]
+        if todo.size == 0:
+            break
     return x
 
 
