@@ -451,56 +451,70 @@ class _Chunk:
 
     # -- random draws ------------------------------------------------------------------------
     def _weights(self, layer: int, li: LayerInit) -> np.ndarray:
+        # kept weights need a buffer per layer until the backward pass; regenerated ones share one
+        slot = f"weights{layer}" if self.keep else "weights"
         if li.distribution == "normal":  # sample_unit draws exactly these standard normals
             shape = (li.fan_out, li.fan_in)
-            return self._normal_draw(Stream.WEIGHTS, layer, shape, fresh=self.dtype)
+            return self._normal_draw(Stream.WEIGHTS, layer, shape, self.dtype, slot)
         w = layer_weights(self.net, self.cfg.seed, layer, self.t0, self.t1)
-        return w.astype(self.dtype)  # a copy: the float64 buffer is reused
+        out = self._scratch(slot, w.size, self.dtype).reshape(w.shape)
+        np.copyto(out, w, casting="same_kind")  # the float64 buffer is reused: a copy
+        return out
 
     def _bias(self, layer: int, width: int) -> np.ndarray:
         b = layer_biases(self.net, self.cfg.seed, layer, self.t0, self.t1)
         return b.astype(self.dtype, copy=False)
 
     def _normal_draw(
-        self, kind: int, layer: int, shape: tuple[int, ...], fresh: np.dtype | None = None
+        self,
+        kind: int,
+        layer: int,
+        shape: tuple[int, ...],
+        dtype=np.float64,
+        slot: str | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Standard normals of this chunk's trials for one stream, filled in place.
+        """Standard normals of this chunk's trials for one stream, (k, *shape).
 
-        Exactly what ``rng.draw`` with ``standard_normal`` returns, but written straight into a
-        reused per-thread float64 buffer (no per-block arrays, no concatenation), or with
-        ``fresh`` into a new array of that dtype (rounded from float64 as ``astype`` would).
-        A chunk that starts inside a stream draws that stream's earlier trials too and skips
-        them.
+        Exactly what ``rng.draw`` with ``standard_normal`` returns (rounded to ``dtype`` as
+        ``astype`` would), written into this thread's reusable buffer ``slot`` (default: one
+        per stream kind), or into ``out`` (k, *shape) when given: no per-block arrays, no
+        concatenation, no fresh pages. The compiled sampler rounds each number as it writes it;
+        NumPy's draws in float64 first. A chunk that starts inside a stream draws that stream's
+        earlier trials too and skips them.
         """
-        per_trial = int(np.prod(shape))
+        per_trial = math.prod(shape)
         size = trial_block(per_trial)
         base = self.t0 - self.t0 % size  # first trial of the first stream
         rows = self.t1 - base
         compiled = self.fused is not None and self.fused.exact_normals
-        if fresh is not None and not compiled:
-            return self._normal_draw(kind, layer, shape).astype(fresh)
-        if fresh is not None:  # the compiled sampler rounds each number as it writes it
-            buf = np.empty(rows * per_trial, dtype=fresh)
+        slot = slot or f"normal{kind}"
+        if not compiled and np.dtype(dtype) != np.float64:
+            drawn = self._normal_draw(kind, layer, shape)
+            if out is None:
+                out = self._scratch(slot, drawn.size, dtype).reshape(drawn.shape)
+            np.copyto(out, drawn, casting="same_kind")
+            return out
+        direct = out is not None and base == self.t0 and out.flags.c_contiguous
+        if direct:
+            flat = out.reshape(rows, *shape)
         else:
-            key = f"normal{kind}"
-            buf = getattr(_ARENA, key, None)
-            if buf is None or buf.size < rows * per_trial:
-                buf = np.empty(rows * per_trial)
-                setattr(_ARENA, key, buf)
-        flat = buf[: rows * per_trial].reshape(rows, *shape)
+            flat = self._scratch(slot, rows * per_trial, dtype).reshape(rows, *shape)
         for start in range(base, self.t1, size):
             stop = min(self.t1, start + size)
             gen = block_generator(self.cfg.seed, kind, layer, start // size)
-            if compiled:  # the same numbers, about 3x faster (kernels.FusedPasses.normals)
+            if compiled:  # the same numbers, about 2-3x faster (kernels.FusedPasses.normals)
                 self.fused.normals(gen.bit_generator, flat[start - base : stop - base])
             else:
                 gen.standard_normal(out=flat[start - base : stop - base])
+        if out is not None and not direct:
+            np.copyto(out, flat[self.t0 - base :].reshape(out.shape), casting="same_kind")
+            return out
         return flat[self.t0 - base :]
 
     def _fill_probe(self, dh: np.ndarray) -> None:
         """Write this chunk's probes (exactly ``probe_vectors``) into ``dh``."""
-        flat = self._normal_draw(Stream.PROBE, 0, (self.batch, self.net.widths[-1]))
-        np.copyto(dh, flat, casting="same_kind")
+        self._normal_draw(Stream.PROBE, 0, (self.batch, self.net.widths[-1]), dh.dtype, out=dh)
 
     def _mask_buffer(self, layer: int, width: int) -> np.ndarray:
         """(k, batch, width) bool view of this thread's reusable mask arena for ``layer``.
@@ -519,6 +533,20 @@ class _Chunk:
         start = 0 if self.pack_masks else self.k * self.batch * self._offsets[layer - 1]
         count = self.k * self.batch * width
         return arena[start : start + count].reshape(self.k, self.batch, width)
+
+    def _scratch(self, name: str, size: int, dtype) -> np.ndarray:
+        """A flat (size,) view of this thread's reusable buffer ``name`` (grown when too small):
+        per-layer arrays of a few hundred KiB would otherwise map fresh pages every time."""
+        buf = getattr(_ARENA, name, None)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = np.empty(size, dtype=dtype)
+            setattr(_ARENA, name, buf)
+        return buf[:size]
+
+    def _scaled(self, w: np.ndarray, mult: np.ndarray) -> np.ndarray:
+        """w times a per-trial multiplier, into a reused buffer (valid until the next call)."""
+        out = self._scratch("scaled", w.size, w.dtype).reshape(w.shape)
+        return np.multiply(w, mult.astype(w.dtype)[:, None, None], out=out)
 
     def _buffer(self, which: int, width: int) -> np.ndarray:
         """(k, batch, width) view of one of two reused activation buffers (no page faults)."""
@@ -543,7 +571,11 @@ class _Chunk:
         """(k, n_out) batch means of z_hat, from the batch sums of the layer's input (a tiny
         product instead of a pass over z)."""
         # (k, n_out, n_in) @ (k, n_in, 1) in float64 (W as stored: no transposed copy)
-        col_sum = np.matmul(wm.astype(np.float64, copy=False), prev_hsum[:, :, None])[:, :, 0]
+        w64 = wm
+        if wm.dtype != np.float64:
+            w64 = self._scratch("scaled64", wm.size, np.float64).reshape(wm.shape)
+            np.copyto(w64, wm)
+        col_sum = np.matmul(w64, prev_hsum[:, :, None])[:, :, 0]
         if bias is not None:
             col_sum = col_sum + self.batch * b_scale[:, None] * bias[:, 0, :]
         return col_sum / self.batch
@@ -771,7 +803,7 @@ class _Chunk:
             log_sz, mult, b_scale = self._pre_scale(
                 log_a, log_s, log_sigma[:, l - 1], log_bias, alive
             )
-            wm = w * mult.astype(dt)[:, None, None]
+            wm = self._scaled(w, mult)
             b_term = None if bias is None else b_scale.astype(dt)[:, None, None] * bias
             col_mean = self._col_mean(prev_hsum, wm, bias, b_scale)
             z = np.matmul(h, wm.transpose(0, 2, 1), out=self._buffer(self.cur, n_out))
@@ -842,9 +874,11 @@ class _Chunk:
             log_s_in, sq_in = prev_norms[l - 1]
             mean_hat = np.einsum("tb,tb->t", d_sq, sq_in) / batch
             log_mean = _log(mean_hat)
-            lost = (mean_hat == 0) & np.any((d_sq > 0) & (sq_in > 0), axis=1)
-            if np.any(lost):  # every product underflowed (norms spanning > 1e300): logs instead
-                log_mean[lost] = _log_mean_exp(_log(d_sq[lost]) + _log(sq_in[lost]))
+            zero = mean_hat == 0
+            if np.any(zero):
+                lost = zero & np.any((d_sq > 0) & (sq_in > 0), axis=1)
+                if np.any(lost):  # every product underflowed (norms > 1e300 apart): use logs
+                    log_mean[lost] = _log_mean_exp(_log(d_sq[lost]) + _log(sq_in[lost]))
             out["log_wgrad"][:, l - 1] = 2 * log_gs + 2 * log_s_in + log_mean
             w = weights[l - 1] if weights[l - 1] is not None else self._weights(l, li)
             alive = dms > 0
@@ -857,7 +891,7 @@ class _Chunk:
             if divisor is not None:
                 subnormal_warning |= subnormal
                 mult *= np.sqrt(divisor)
-            wl = w * mult.astype(dt)[:, None, None]
+            wl = self._scaled(w, mult)
             self.cur ^= 1
             dh = np.matmul(dh, wl, out=self._buffer(self.cur, n_in))
             g_tot, d_sq = self._backward_norms(dh, l - 1)
@@ -1018,7 +1052,10 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
     # per-trial product then takes the same code path whatever the chunking (bitwise equal).
     with threadpool_limits(limits=1, user_api="blas"):
         if workers == 1:
-            parts = [one(b) for b in bounds]
+            try:
+                parts = [one(b) for b in bounds]
+            finally:  # this thread's buffers (up to a chunk's weights) go with the run
+                _ARENA.__dict__.clear()
         else:
             parts = _run_threads(one, bounds, workers)
     parts = [part for _, part in sorted(zip(bounds, parts), key=lambda pair: pair[0])]

@@ -295,15 +295,24 @@ def test_vanished_leaky_inputs_are_flagged():
     assert not any("cannot switch a unit off" in w for w in clean.summary["warnings"])
 
 
-def test_masks_take_the_sum_of_the_widths_not_depth_times_the_widest():
+def test_masks_take_the_sum_of_the_widths_not_depth_times_the_widest(monkeypatch):
     import propagate.network as network
 
     net = _net((64, 2048) + (8,) * 40)
     cfg = EngineConfig(batch=16, trials=4, seed=0, workers=1, chunk_trials=4)
-    network._ARENA.masks = None
+    sizes = []
+    real = network._Chunk._mask_buffer
+
+    def spy(self, layer, width):
+        view = real(self, layer, width)
+        sizes.append(network._ARENA.masks.size)
+        return view
+
+    monkeypatch.setattr(network._Chunk, "_mask_buffer", spy)
     simulate(net, cfg)
-    assert network._ARENA.masks.size == 4 * 16 * sum(net.widths[1:])
-    assert estimate_memory(net, cfg)["per_chunk"] >= network._ARENA.masks.size
+    assert set(sizes) == {4 * 16 * sum(net.widths[1:])}
+    assert estimate_memory(net, cfg)["per_chunk"] >= sizes[0]
+    assert not hasattr(network._ARENA, "masks")  # the run's buffers are not kept after it
 
 
 @pytest.mark.parametrize("kernels", ["numpy", "numba"])
