@@ -87,7 +87,7 @@ class Activation:
 
     @property
     def torch_gain(self) -> float:
-        """torch.nn.init.calculate_gain for this activation (SCHEMES.md section 3)."""
+        """torch.nn.init.calculate_gain for this activation (torch's table of gains)."""
         if self.name == "tanh":
             return 5.0 / 3.0
         return math.sqrt(2.0 / (1.0 + self.negative_slope**2))

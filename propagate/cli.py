@@ -163,7 +163,11 @@ def _check_out_folder(out_dir: str | None) -> None:
 
 
 @app.command()
-def schemes(json_out: Json = False) -> None:
+def schemes(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the schemes as a JSON array on stdout.")
+    ] = False,
+) -> None:
     """List every init scheme: law, variance and bound/std formulas, framework names and traps."""
     from .report import print_schemes
     from .results import jsonable

@@ -85,7 +85,14 @@ Classes = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-Csv = Annotated[str | None, typer.Option("--csv", help="Write the per-layer table as CSV.")]
+Csv = Annotated[
+    str | None,
+    typer.Option(
+        "--csv",
+        metavar="PATH",
+        help="Write the per-layer table as CSV (atomically; missing folders are created).",
+    ),
+]
 Out = Annotated[
     str | None,
     typer.Option("--out", help="Folder for results.json and results.csv (written atomically)."),

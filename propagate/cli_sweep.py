@@ -60,7 +60,12 @@ Scheduler = Annotated[
         help="Run cells on a Dask scheduler, e.g. tcp://127.0.0.1:8786 (extra 'distributed').",
     ),
 ]
-Csv = Annotated[str | None, typer.Option("--csv", metavar="PATH", help="Write the table as CSV.")]
+Csv = Annotated[
+    str | None,
+    typer.Option(
+        "--csv", metavar="PATH", help="Write the table as CSV (missing folders are created)."
+    ),
+]
 Plot = Annotated[
     str | None,
     typer.Option(

@@ -1,9 +1,9 @@
 """Finite-width predictions for one network: P(dead) and the band of log10 q over networks.
 
-The mean-field recursion is exact *in expectation* at every width (THEORY.md section 1), but a
+The mean-field recursion is exact *in expectation* at every width (He et al. 2015), but a
 narrow network's typical pre-activation second moment is far below that mean and some networks
 are dead. For Gaussian weights and ReLU without bias the law of every quantity here is exact
-(THEORY.md section 3); this module turns it into per-layer predictions for ``propagate run``.
+(Hanin & Rolnick 2018); this module turns it into per-layer predictions for ``propagate run``.
 
 What q_l is. ``q_l`` is the per-unit second moment of ``z_l`` averaged over the batch inside one
 network. For **one input** (batch 1), given ``h_{l-1}``,
@@ -20,8 +20,8 @@ as q = 0 (log10 q = -inf), so a quantile p is -inf once P(dead by l - 1) >= p, a
 measured band.
 
 Batch > 1 (an approximation). Inputs of one network share its weights; with depth their
-activations become almost parallel (the ReLU correlation map drives c_l -> 1, THEORY.md section
-7), so the batch average is treated as one input whose squared norm is the batch mean
+activations become almost parallel (the ReLU correlation map drives c_l -> 1, Cho & Saul 2009),
+so the batch average is treated as one input whose squared norm is the batch mean
 ``n_0 m_0``. This is exact for batch 1. At larger batches the true band is narrower and its
 median higher, most in the first layers (distinct inputs there average over different weight
 directions), and q_l = 0 needs every input of the batch dead, so the predicted dead atom at the
@@ -32,9 +32,9 @@ exact at any batch size.
 Other weight laws. P(dead) = 1 - prod(1 - 2^-n_l) holds for every continuous symmetric law
 (uniform, truncated normal) and for Haar-orthogonal layers (``W h`` is uniform on a sphere), so
 it is predicted for all of them; the band is predicted only for Gaussian weights (None
-otherwise: lighter-tailed laws fluctuate less, THEORY.md section 9).
+otherwise: lighter-tailed laws fluctuate less at equal variance).
 
-References: THEORY.md sections 1, 3, 7, 9; Hanin & Rolnick 2018 (arXiv:1803.01719);
+References: He et al. 2015; Hanin & Rolnick 2018 (arXiv:1803.01719);
 Lu, Shin, Su & Karniadakis 2020 (arXiv:1903.06733).
 """
 
@@ -117,8 +117,8 @@ def law_support(net) -> tuple[str | None, bool, str | None]:
             False,
             (
                 "finite-width band: exact for Gaussian weights only; these are "
-                f"{', '.join(sorted(dists))} (lighter tails than Gaussian shrink the spread, "
-                "THEORY.md section 9), so only P(dead) is predicted"
+                f"{', '.join(sorted(dists))} (lighter tails than Gaussian shrink the spread "
+                "at equal variance), so only P(dead) is predicted"
             ),
         )
     return "cumulative", True, None

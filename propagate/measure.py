@@ -8,6 +8,7 @@ network) has log10 = -inf, written as null in JSON.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -66,10 +67,14 @@ def predictions(net: Network, cfg: EngineConfig, stats: TrialStats) -> dict[str,
     """Mean-field (and exact-law) predictions for this network, natural logs."""
     # inputs and probe are shared by all trials: predict with their realised second moments
     m0 = float(np.exp(stats.log_m0[0]))
-    weight_vars = net.weight_vars
+    weight_vars, q_given = net.weight_vars, None
     if net.init.scheme.kind == "lsuv":
-        # data-dependent: predict with the realised (post-LSUV) variance, geometric mean
-        weight_vars = np.exp(np.mean(stats.log_weight_var, axis=0))
+        # LSUV sets each network's pre-activation variance (over batch and units, about their
+        # grand mean) to 1 by construction, so q_l = 1 + grand mean^2 = 1 + O(1/n_l); iterating
+        # the recursion with the realised weights instead would compound the per-network
+        # correlation between a layer's factor and its input (Jensen: +2 % per layer at width
+        # 64). Backward: the realised (post-LSUV) variances, geometric mean over networks.
+        weight_vars, q_given = np.exp(np.mean(stats.log_weight_var, axis=0)), 1.0
     # the probe g ~ N(0, I) is drawn per network: E g_L = 1; a softmax head's g_L is measured
     log_g_top = 0.0
     if cfg.head == "softmax":
@@ -81,6 +86,7 @@ def predictions(net: Network, cfg: EngineConfig, stats: TrialStats) -> dict[str,
         bias_var=net.bias_stds**2,
         input_second_moment=m0,
         log_g_top=log_g_top,
+        q_given=q_given,
     )
     return pred
 
@@ -142,6 +148,9 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
     for row, extra in zip(layers, finite):
         # only what is predicted: a null log10 field would read back as -inf ("dead")
         row.update({key: value for key, value in extra.items() if value is not None})
+    heavy = _heavy_tail_note(layers, net)
+    if heavy and not any("rare large networks" in note for note in notes):
+        notes.append(heavy)
     signal_share = None
     if net.has_bias:
         plain = theory.mean_field(
@@ -160,6 +169,33 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
         "log10_m0": float(log10_mean(stats.log_m0)),
     }
     return layers, {"pred": pred, **extras}
+
+
+def _heavy_tail_note(layers: list[dict], net: Network) -> str | None:
+    """A note when the top layer's mean q over networks lies above 95 % of the networks: the
+    finite-width spread makes the mean a statistic of the few largest networks."""
+    top = layers[-1]
+    mean, med, lo, hi = (
+        top[k] for k in ("log10_q", "log10_q_median", "log10_q_p05", "log10_q_p95")
+    )
+    if not (math.isfinite(mean) and math.isfinite(hi) and mean > hi):
+        return None
+    sum_inv = float(np.sum(1.0 / np.asarray(net.widths[1:], dtype=float)))
+    span = f"{_fmt10(lo)} to {_fmt10(hi)}" if math.isfinite(lo) else f"dead to {_fmt10(hi)}"
+    return (
+        f"at layer {net.depth} the mean q over networks ({_fmt10(mean)}) lies above 95 % of them "
+        f"(median {_fmt10(med)}, 5-95 %: {span}): a few large networks carry it, as the spread "
+        f"of log q at finite width makes them (sum of 1/n_l = {sum_inv:.2f}); its ratio to the "
+        "mean field is then noisy (see ±). The median is the typical network."
+    )
+
+
+def _fmt10(log10_value: float) -> str:
+    return f"10^{log10_value:.1f}" if math.isfinite(log10_value) else "0"
+
+
+# share of the top layer's units dead for the whole batch from which the verdict says why
+_DEAD_UNITS_NOTE = 0.1
 
 
 def _ratio(measured_log10: float, predicted_log10: float) -> float:
@@ -275,6 +311,15 @@ def verdict(
             f"The input gradient is 10^{g_in:.1f} of the output's, and the weight gradients "
             f"(squared norm per input) are {spread}."
         )
+    dead_last = layers[-1]["dead_fraction"]
+    aligned = act.is_rectifier and act.negative_slope == 0.0 and not washed_out
+    if aligned and dead_last >= _DEAD_UNITS_NOTE:
+        words.append(
+            f"{100 * dead_last:.0f} % of layer {depth}'s units are off for every input: "
+            "ReLU aligns the inputs' activations with depth (their correlation tends to 1"
+            + ("" if net.has_bias else ", whatever the weight scale")
+            + "), so units switch on for all inputs or for none."
+        )
     if kind != "stable":
         key = "underflow_layer" if kind == "vanishing" else "overflow_layer"
         at32, at64 = naive["float32"][key], naive["float64"][key]
@@ -332,5 +377,6 @@ def verdict(
         "log10_input_grad": gradient_in,
         "log10_signal_share": signal_share,
         "log10_typical_change": float(typical_change),
-        "message": " ".join(words),
+        # a rounded -0.04 must not read "10^-0.0"
+        "message": re.sub(r"\^-(0\.0+)(?![0-9])", r"^\1", " ".join(words)),
     }

@@ -352,7 +352,7 @@ def batch_inputs(net: Network, cfg: EngineConfig) -> tuple[np.ndarray, np.ndarra
     """The (batch, n0) float64 inputs every trial sees, and their (batch,) labels or None.
 
     Gaussian inputs are drawn once from the seed and shared by all networks (like a data set):
-    predictions use their realised second moment, and every exact statement of THEORY.md holds
+    predictions use their realised second moment, and every exact statement of the theory holds
     conditionally on the inputs. With data, a seeded subset of ``batch`` samples (or all).
     """
     batch = _effective_batch(cfg)

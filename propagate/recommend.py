@@ -1,12 +1,12 @@
 """The std per layer that keeps the typical signal stable, beside He's, for any ReLU architecture.
 
 He's std sqrt(2/fan_in) keeps the *mean* per-unit second moment of a ReLU stack constant, exactly
-at every width (THEORY.md section 1). At small width the mean is carried by rare large networks:
+at every width (He et al. 2015). At small width the mean is carried by rare large networks:
 the typical (geometric-mean) network shrinks layer by layer, its log-norm spreads, and some
 networks are dead (section 3). For Gaussian weights and zero bias the exact law gives, per layer
 (K ~ Bin(n_out, 1/2) active units, psi the digamma function)::
 
-    s2*(n_out, n_in) = (n_in / 2) exp(-E[psi(K/2) | K >= 1])          (THEORY.md section 3)
+    s2*(n_out, n_in) = (n_in / 2) exp(-E[psi(K/2) | K >= 1])          (Hanin & Rolnick 2018)
 
 the scale s2 = n_in Var(w) with E[log ||h_l||^2 / ||h_{l-1}||^2 | alive] = 0. Measured per unit,
 as He measures (M_l = ||h_l||^2 / n_l), the neutral scale is s2*(n_out, n_in) n_out / n_in =
@@ -24,7 +24,7 @@ alone. A narrow layer inside a wide stack (a bottleneck) kills 2^-n of all input
 adds most of the log-norm variance; the recommended std re-centres the typical signal after it,
 only a wider layer removes the deaths and the spread.
 
-References: THEORY.md section 3; Hanin & Rolnick 2018 (arXiv:1803.01719); He et al. 2015
+References: Hanin & Rolnick 2018 (arXiv:1803.01719); He et al. 2015
 (arXiv:1502.01852).
 """
 
@@ -222,7 +222,7 @@ def recommend(
         "depth": depth,
         "activation": "relu",
         "bias_std": 0.0,
-        "law": "Gaussian weights, zero bias: exact finite-width law (THEORY.md section 3)",
+        "law": "Gaussian weights, zero bias: exact finite-width law (Hanin & Rolnick 2018)",
         "measured": measure,
         "trials": trials if measure else None,
         "seed": seed if measure else None,

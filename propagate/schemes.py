@@ -20,7 +20,7 @@ trial-major with a fixed number of variates per trial (the prefix property of ``
 
 References: He, Zhang, Ren & Sun 2015 (arXiv:1502.01852); Glorot & Bengio 2010; LeCun, Bottou,
 Orr & Mueller 1998 (Efficient BackProp); Saxe, McClelland & Ganguli 2014 (arXiv:1312.6120);
-Mishkin & Matas 2016 (arXiv:1511.06422); SCHEMES.md for every framework name.
+Mishkin & Matas 2016 (arXiv:1511.06422); ``propagate schemes`` for every framework name.
 """
 
 from __future__ import annotations

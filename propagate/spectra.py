@@ -6,7 +6,7 @@ All three measure the networks the engine draws (``network.layer_weights``, ``la
 * **Weight spectra.** The singular values of every ``W_l = std * W_hat`` from the eigenvalues of
   the smaller Gram matrix (float64), against the Marchenko-Pastur law computed from the scheme's
   nominal entry variance and the layer's shape (never fitted), or, for orthogonal schemes, the
-  atom at the gain (THEORY.md section 6).
+  atom at the gain (Marchenko & Pastur 1967).
 * **Jacobian spectra.** The singular values of ``J = dh_L/dx = D_L W_L ... D_1 W_1`` per input
   and network. The product is carried through depth in stratified form
   ``J_l = Q_l diag(exp(s_l)) T_l``: Q_l has orthonormal columns living on the units active at
@@ -20,7 +20,7 @@ All three measure the networks the engine draws (``network.layer_weights``, ``la
   accuracy (checked against 320-digit arithmetic in the tests), so log singular values are exact
   at depth 1000 under gauss 0.01 too.
 * **Correlation map.** Cosines of input pairs with prescribed cos(x, y) = c0 through depth
-  against the iterated arc-cosine map (THEORY.md section 7).
+  against the iterated arc-cosine map (Cho & Saul 2009).
 
 Everything is natural logs internally; reported fields are log10 where values span decades.
 
@@ -915,7 +915,7 @@ def _jacobian_summary(net: Network, plan: _Plan, parts: list[dict], every: int) 
             "every layer)); log10_sv_max / log10_sv_min = mean over non-zero Jacobians of log10 "
             "of the largest / smallest NONZERO singular value; mean_log10_sq_norm = mean of "
             "log10 ||J e_i||^2 over e_1..e_p and non-zero Jacobians (prediction: E[log R_L | "
-            "alive], THEORY.md sections 3-4, Gaussian ReLU without bias); *_se: standard "
+            "alive], Hanin 2018; Hanin & Rolnick 2018, Gaussian ReLU without bias); *_se: standard "
             "errors across networks"
         ),
     }

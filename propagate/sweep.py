@@ -31,7 +31,7 @@ Default batch: 1. P(dead) per input and the exact law are statements about one i
 one input per network every column above is an exact comparison (and the binomial and KS tests
 are valid); a larger batch adds no independent networks.
 
-References: THEORY.md sections 3, 9, 10.
+References: Hanin & Rolnick 2018 (arXiv:1803.01719).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Closed-form theory: mean field and the exact finite-width law of ReLU norms.
 
 Everything here is a closed form, a finite sum or a deterministic numerical inversion; nothing is
-simulated. Layers are indexed as in THEORY.md: ``widths = [n_0, n_1, ..., n_L]`` (``n_0`` the input
+simulated. Layers are indexed ``widths = [n_0, n_1, ..., n_L]`` (``n_0`` the input
 width), layer ``l`` maps ``R^{n_{l-1}} -> R^{n_l}``. Per-layer arrays have length L and entry
 ``l - 1`` belongs to layer ``l``; arrays indexed ``l = 0..L`` have length L + 1 and say so.
 Quantities that can over- or underflow are returned as natural logs (``log_*``); probabilities
@@ -15,7 +15,7 @@ References:
     He, Zhang, Ren & Sun 2015, arXiv:1502.01852 (mean field, He factor);
     Hanin & Rolnick 2018, arXiv:1803.01719 (length-scale fluctuations, prod(1 + 5/n));
     Lu, Shin, Su & Karniadakis 2020, arXiv:1903.06733 (dead networks);
-    THEORY.md sections 1 and 3 (derivations of the exact law).
+    He et al. 2015; Hanin & Rolnick 2018 (derivations of the exact law).
 """
 
 from __future__ import annotations
@@ -114,10 +114,11 @@ def mean_field(
     bias_var: float | Sequence[float] | np.ndarray = 0.0,
     input_second_moment: float = 1.0,
     log_g_top: float = 0.0,
+    q_given: float | Sequence[float] | np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean-field forward and backward second moments, all in natural-log domain.
 
-    Forward (THEORY.md section 1)::
+    Forward (He et al. 2015)::
 
         q_l = n_{l-1} v_l m_{l-1} + s_b^2,   m_l = c_phi(q_l) q_l,   m_0 = input_second_moment
         g_L = exp(log_g_top),   d_l = c'_phi(q_l) g_l,   g_{l-1} = n_l v_l d_l
@@ -139,6 +140,9 @@ def mean_field(
         bias_var: s_b^2 >= 0, one for every layer or (L,) per layer.
         input_second_moment: m_0 = E[x_i^2] > 0.
         log_g_top: natural log of g_L (0 for the Gaussian probe; a measured value for softmax).
+        q_given: scalar or (L,) values of q_l fixed by construction rather than by the weights
+            (LSUV rescales every layer to unit output variance); the backward recursion still
+            uses ``weight_vars``.
 
     Returns:
         dict of float arrays: ``log_q``, ``log_m``, ``log_d``, ``log_wgrad``, ``survival``,
@@ -147,7 +151,7 @@ def mean_field(
         ReLU without bias); the ``*_mean`` arrays equal the mean-field ones unless the activation
         has dead layers and bias_var == 0.
 
-    References: He et al. 2015 (arXiv:1502.01852) eqs. for forward/backward variance; THEORY.md 1.
+    References: He et al. 2015 (arXiv:1502.01852) eqs. for forward/backward variance.
     """
     n = _widths(widths)
     n_layers = n.size - 1
@@ -162,10 +166,13 @@ def mean_field(
 
     log_q, log_m, log_c_prime = np.empty(n_layers), np.empty(n_layers), np.empty(n_layers)
     previous = math.log(m0)
+    given = None if q_given is None else np.log(_per_layer(q_given, n_layers, "q_given"))
     for layer in range(n_layers):
         lq = float(log_fan_in_gain[layer] + previous)
         if bias_vars[layer] > 0.0:
             lq = float(np.logaddexp(lq, math.log(bias_vars[layer])))
+        if given is not None:
+            lq = float(given[layer])
         log_c, log_c_prime[layer] = _log_moment_factors(activation, lq)
         log_q[layer], log_m[layer] = lq, lq + log_c
         previous = log_m[layer]
@@ -200,7 +207,7 @@ def log_survival(widths: Sequence[int] | np.ndarray) -> np.ndarray:
     """Natural log of P(no layer dead up to depth l) = sum_{k<=l} log1p(-2^-n_k), shape (L,).
 
     Exact for ReLU layers with continuous symmetric weights and zero or continuous symmetric
-    biases (THEORY.md section 3, "Exact single-input statement"); log1p keeps wide layers exact.
+    biases (Hanin & Rolnick 2018, exact single-input statement); log1p keeps wide layers exact.
     """
     n = _widths(widths)
     return np.cumsum(np.log1p(-np.ldexp(1.0, -n[1:])))
@@ -210,7 +217,7 @@ def p_dead(widths: Sequence[int] | np.ndarray) -> np.ndarray:
     """P(some layer k <= l is all-zero) = 1 - prod_{k<=l}(1 - 2^-n_k), shape (L,).
 
     Computed as -expm1(log_survival) so tiny probabilities keep full relative accuracy.
-    Lu, Shin, Su & Karniadakis 2020 (arXiv:1903.06733); THEORY.md section 3.
+    Lu, Shin, Su & Karniadakis 2020 (arXiv:1903.06733); Hanin & Rolnick 2018.
     """
     return -np.expm1(log_survival(widths))
 
@@ -441,7 +448,7 @@ def log_ratio_moments(
 ) -> dict[str, np.ndarray]:
     """Moments of log R_l, R_l = ||h_l||^2 / ||x||^2, Gaussian weights N(0, s2_l / n_{l-1}), ReLU.
 
-    Exact at every width (THEORY.md section 3)::
+    Exact at every width (Hanin & Rolnick 2018)::
 
         E[log R_L | alive]   = sum_l log(s2_l / n_{l-1}) + log 2 + E(psi(K_l/2) | K_l >= 1)
         Var[log R_L | alive] = sum_l E(psi'(K_l/2) | K_l >= 1) + Var(psi(K_l/2) | K_l >= 1)
@@ -487,7 +494,7 @@ def log_ratio_quantiles(
     """Quantiles of log R_l (natural log) under the exact Gaussian-weight ReLU law, shape (L, P).
 
     log R_L given alive = sum_l [log(s2_l / n_{l-1}) + log chi2_{K_l}], K_l ~ Bin(n_l, 1/2) given
-    K_l >= 1, independent across layers (THEORY.md section 3). The law of the sum is obtained by
+    K_l >= 1, independent across layers (Hanin & Rolnick 2018). The law of the sum is obtained by
     inverting its characteristic function, prod_l E[(chi2_K)^{it}] with
     E[(chi2_k)^{it}] = 2^{it} Gamma(k/2 + it) / Gamma(k/2), on a Fourier grid sized from Chernoff
     tail bounds; the CDF is exact to ~1e-14 and quantiles are refined by Newton's method.
@@ -553,7 +560,7 @@ def log_ratio_cdf(
 def second_moment_ratio(widths: Sequence[int] | np.ndarray) -> np.ndarray:
     """E[R_l^2] / E[R_l]^2 = prod_{k<=l} (1 + 5/n_k) for Gaussian ReLU layers, shape (L,).
 
-    Independent of s2 (Hanin & Rolnick 2018, arXiv:1803.01719; THEORY.md section 3). Returns inf
+    Independent of s2 (Hanin & Rolnick 2018, arXiv:1803.01719). Returns inf
     beyond the float range; use :func:`log_second_moment_ratio` there.
     """
     with np.errstate(over="ignore"):
@@ -570,7 +577,7 @@ def neutral_scale(n_out: int, n_in: int) -> float:
     """s2* = (n_in / 2) exp(-E[psi(K/2) | K >= 1]), K ~ Bin(n_out, 1/2).
 
     The s2 = n_in Var(w) making E[log ||h_l||^2 / ||h_{l-1}||^2 | alive] = 0 for one Gaussian ReLU
-    layer (THEORY.md section 3); about 2 exp(5 / (2n)) for large n, 2.980003 at (8, 8).
+    layer (Hanin & Rolnick 2018); about 2 exp(5 / (2n)) for large n, 2.980003 at (8, 8).
     """
     n = _widths([n_in, n_out])
     return float(n[0] / 2.0 * math.exp(-_layer_law(int(n[1])).mean_psi))

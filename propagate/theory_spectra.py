@@ -11,7 +11,7 @@ References:
     Hanin 2018, arXiv:1801.03744 (Jacobian entries); Pennington, Schoenholz & Ganguli 2017,
     arXiv:1711.04735 and 2018, arXiv:1802.09979 (JJ^T spectrum); Cho & Saul 2009 and
     Poole et al. 2016 / Schoenholz et al. 2017 (correlation map); Hanin & Rolnick 2018,
-    arXiv:1803.01719 (fourth moments); THEORY.md sections 4-9.
+    arXiv:1803.01719 (fourth moments); Pennington, Schoenholz & Ganguli 2017/2018.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def fourth_moment_recursion(
     """Exact E||h_l||^4 and E sum_j h_{l,j}^4 for ReLU layers with any symmetric iid weight law.
 
     With v_l = s2_l / n_{l-1}, kappa = mu4 - 3, A_l = E||h_l||^4, B_l = E sum_j h_{l,j}^4
-    (THEORY.md section 9)::
+    (weights of any symmetric law at equal variance)::
 
         A_l = v_l^2 [ (n_l^2/4 + 5 n_l/4) A_{l-1} + (n_l kappa / 2) B_{l-1} ]
         B_l = v_l^2 [ (3 n_l / 2)          A_{l-1} + (n_l kappa / 2) B_{l-1} ]
@@ -173,7 +173,7 @@ def _truncnorm_moment_ratios(a: float) -> tuple[float, float]:
 def truncnorm_std(a: float) -> float:
     """Std of N(0, 1) truncated to [-a, a]: sqrt(1 - 2 a phi(a) / (2 Phi(a) - 1)).
 
-    0.87962566103423978 at a = 2 (:data:`TRUNCNORM_STD_2SIGMA`, THEORY.md section 8).
+    0.87962566103423978 at a = 2 (:data:`TRUNCNORM_STD_2SIGMA`).
     """
     a = _number(a, "a", strict=True)
     if a < 1e-4:
@@ -230,7 +230,7 @@ def marchenko_pastur(n_out: int, n_in: int, var: float) -> MarchenkoPastur:
     """Edges, mean and zero atoms of the MP law for W (n_out x n_in) with Var(W_ij) = var.
 
     lambda_+- = var (sqrt(n_in) +- sqrt(n_out))^2, mean nonzero lambda = var max(n_in, n_out)
-    (THEORY.md section 6). With fan-in scaling var = sigma_w^2 / n_in and q = n_in / n_out the
+    (Marchenko & Pastur 1967). With fan-in scaling var = sigma_w^2 / n_in and q = n_in / n_out the
     edges are sigma_w^2 (1 +- q^-1/2)^2.
     """
     n_out, n_in, var = _dims(n_out, n_in, var)
@@ -366,10 +366,10 @@ def jacobian_mean_sq_sv(
 
         prod_{k<=l} n_k v_k c'_phi(q_k)
 
-    (THEORY.md sections 4, 5). Exact at every width for rectifiers without bias, any symmetric
-    iid weight law (sign-flip symmetry; dead layers are already included); for He ReLU it is
-    n_l / n_0, exactly 1 for constant width. For tanh it is the mean-field value (q_k from
-    :func:`propagate.theory.mean_field`).
+    (Hanin 2018; Pennington, Schoenholz & Ganguli 2018). Exact at every width for rectifiers
+    without bias, any symmetric iid weight law (sign-flip symmetry; dead layers are already
+    included); for He ReLU it is n_l / n_0, exactly 1 for constant width. For tanh it is the
+    mean-field value (q_k from :func:`propagate.theory.mean_field`).
     """
     field = mean_field(
         widths,
@@ -407,7 +407,7 @@ def hanin_entry_moments(
 ) -> dict[str, float]:
     """Exact moments of a Jacobian entry Z = d h_{L,q} / d x_p, Gaussian He weights, zero bias.
 
-    All layers ReLU (THEORY.md section 4, results 2-3; Hanin 2018, arXiv:1801.03744)::
+    All layers ReLU (Hanin 2018, arXiv:1801.03744)::
 
         E[Z^2] = 1/n_0,   E[Z^4] = (6/n_0^2) prod_{l=1}^{L-1} (1 + 5/n_l)
 
@@ -480,7 +480,7 @@ def relu_correlation_asymptote(depth: np.ndarray | float) -> np.ndarray:
     """Large-depth ReLU correlation 1 - 9 pi^2 / (2 l^2).
 
     From eps' = eps - (2 sqrt(2) / (3 pi)) eps^(3/2) + O(eps^2) with eps = 1 - c.
-    Only the leading term: convergence to it is slow (THEORY.md section 7); compare measurements
+    Only the leading term: convergence to it is slow (Cho & Saul 2009); compare measurements
     with :func:`correlation_iterates`, not with this. ``depth`` must be > 0.
     """
     lv = np.asarray(depth, dtype=float)

@@ -123,6 +123,22 @@ def test_lsuv_sets_every_pre_activation_variance_to_one():
     assert factor == pytest.approx(math.sqrt(2), rel=0.1)
 
 
+def test_lsuv_forward_prediction_is_its_unit_variance_target():
+    """LSUV fixes each layer's variance at 1, so the prediction is q_l = 1; iterating the
+    recursion with the realised weights instead compounds a per-network Jensen bias (each
+    factor is 1 / that network's m_{l-1}): 10^0.3 too high after 30 layers at width 64."""
+    act = make_activation("relu")
+    net = Network(widths=(64,) * 21, activation=act, init=resolve_scheme("lsuv", activation=act))
+    cfg = EngineConfig(batch=64, trials=20, seed=0, dtype=np.float64)
+    stats = simulate(net, cfg)
+    pred = _predict(net, stats, cfg)
+    np.testing.assert_array_equal(pred["log_q"], 0.0)
+    np.testing.assert_allclose(pred["log_m"], math.log(0.5), rtol=1e-12)
+    q = np.log(np.mean(np.exp(stats.log_q), axis=0))
+    # within LSUV's 2 % tolerance, plus the squared grand mean (O(1/n))
+    assert np.all(np.abs(q) < math.log(1.05))
+
+
 def test_lsuv_refuses_a_layer_with_zero_output_variance():
     """A width-1 ReLU layer dies for half the inputs; LSUV cannot rescale zero (SCHEMES.md 7)."""
     from propagate.errors import InputError

@@ -431,6 +431,32 @@ def test_verdict_names_the_std_per_fan_in_for_long_stacks():
     assert len(message) < 1000
 
 
+def test_verdict_explains_dead_units_and_notes_a_mean_carried_by_few_networks():
+    from propagate import run
+
+    # He keeps q (the mean is exact at every width), but at depth 30 about a third of the units
+    # are off for the whole batch: said once, with its cause, and no heavy-tail note
+    he = run(depth=30, fan_in=64, trials=40, batch=64)
+    assert he.summary["verdict"] == "stable"
+    dead = he.layers[-1]["dead_fraction"]
+    assert 0.2 < dead < 0.5
+    assert (
+        f"{100 * dead:.0f} % of layer 30's units are off for every input" in he.summary["message"]
+    )
+    assert not any("lies above 95 %" in n for n in he.summary["finite_width_notes"])
+    assert "^-0.0" not in he.summary["message"]  # the input gradient, 10^-0.0x, reads 10^0.0
+    # gauss 0.01 at depth 150: the mean over networks sits above their 95th percentile
+    deep = run(depth=150, fan_in=64, scheme="gauss", trials=100, batch=64)
+    top = deep.layers[-1]
+    assert top["log10_q"] > top["log10_q_p95"]
+    note = [n for n in deep.summary["finite_width_notes"] if "lies above 95 %" in n]
+    assert len(note) == 1 and f"median 10^{top['log10_q_median']:.1f}" in note[0]
+    # biases that wash out the input: that, not alignment, is the story
+    torch = run(depth=30, fan_in=64, scheme="torch", bias_std="torch", trials=20, batch=64)
+    assert torch.layers[-1]["dead_fraction"] > 0.1
+    assert "units are off for every input" not in torch.summary["message"]
+
+
 def test_colliding_output_targets_are_refused_before_anything_is_written(tmp_path, capsys):
     args = ["run", "--depth", "3", "--fan-in", "8", "--trials", "4", "--batch", "8"]
     out = tmp_path / "o"
