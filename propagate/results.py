@@ -77,6 +77,12 @@ def check_output_file(path: str, option: str = "output") -> str:
         folder = os.path.dirname(folder)  # the nearest existing ancestor must be a folder
     if not os.path.isdir(folder):
         raise InputError(f"{option} {path!r}: {folder!r} is not a folder")
+    # found before the run, not after it: access(2) also reports a read-only file system
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{option} {path!r}: cannot write in {folder!r} (no permission or read-only); give "
+            "a writable path"
+        )
     return real
 
 
@@ -113,7 +119,30 @@ def atomic_write(path: str, text: str) -> None:
     Nothing is left half-written: either the old file (or none) or the complete new one exists.
     Only a regular file (or a link to one) is ever replaced.
     """
-    path = check_output_file(path)
+    _write_all([(path, text)])
+
+
+def _write_all(files: list[tuple[str, str]]) -> None:
+    """Write every (path, text) to a temporary file beside its target, and only once all are
+    complete rename them into place: a failure on any leaves every old file as it was."""
+    staged: list[tuple[str, str]] = []
+    try:
+        for path, text in files:
+            path = check_output_file(path)
+            staged.append((_stage(path, text), path))
+        for tmp, path in staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise InputError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _stage(path: str, text: str) -> str:
+    """``text`` in a new temporary file in ``path``'s folder (created if missing); its name."""
     folder = os.path.dirname(path)
     try:
         os.makedirs(folder, exist_ok=True)
@@ -124,18 +153,15 @@ def atomic_write(path: str, text: str) -> None:
         with os.fdopen(fd, "w", newline="") as fh:
             fh.write(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
     except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        os.unlink(tmp)
         raise InputError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    return tmp
 
 
 def save_outputs(result, out_dir: str | None = None, csv_path: str | None = None) -> list[str]:
     """Write ``results.json`` and ``results.csv`` into ``out_dir`` and/or the CSV to
-    ``csv_path``, each atomically; returns the paths written, in order.
+    ``csv_path``, all or none (see ``_write_all``); returns the paths written, in order.
 
     ``result`` is any result object with ``to_json()`` and ``to_csv()``.
     """
@@ -147,8 +173,7 @@ def save_outputs(result, out_dir: str | None = None, csv_path: str | None = None
         ]
     if csv_path is not None:
         files.append((csv_path, result.to_csv))
-    for path, text in files:
-        atomic_write(path, text())
+    _write_all([(path, text()) for path, text in files])
     return [path for path, _ in files]
 
 

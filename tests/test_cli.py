@@ -487,3 +487,38 @@ def test_values_that_round_to_zero_are_refused(flag, value, capsys):
 def test_written_zeros_still_mean_zero(capsys):
     code, out, _ = _cli(["run", "--depth", "2", "--fan-in", "4", "--bias-std", "0E5"], capsys)
     assert code == 0 and "propagate run:" in out
+
+
+def test_outputs_are_written_all_or_none(tmp_path, monkeypatch):
+    """--out and --csv: a failure on the last file leaves every earlier one as it was."""
+    from propagate import results, run
+    from propagate.errors import InputError
+
+    out = tmp_path / "out"
+    results.save_outputs(run(depth=2, fan_in=4, trials=2, batch=4), str(out))
+    before = {name: (out / name).read_bytes() for name in ("results.json", "results.csv")}
+    stage = results._stage
+
+    def failing(path, text):
+        if path.endswith("x.csv"):
+            raise InputError(f"cannot write {path!r}: No space left on device")
+        return stage(path, text)
+
+    monkeypatch.setattr(results, "_stage", failing)
+    other = run(depth=3, fan_in=4, trials=2, batch=4)
+    with pytest.raises(InputError, match="No space left"):
+        results.save_outputs(other, str(out), str(tmp_path / "x.csv"))
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json"]  # no temps
+    monkeypatch.setattr(results, "_stage", stage)
+    results.save_outputs(other, str(out), str(tmp_path / "x.csv"))
+    assert (out / "results.json").read_bytes() != before["results.json"]
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_run(tmp_path, monkeypatch, capsys):
+    import propagate.results as results
+
+    monkeypatch.setattr(results.os, "access", lambda path, mode: False)
+    code, _, err = _cli(["run", "--depth", "2", "--csv", str(tmp_path / "x.csv")], capsys)
+    assert code == 2 and "cannot write in" in err and "x.csv" in err
+    assert len(err.strip().splitlines()) == 1
