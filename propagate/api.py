@@ -366,6 +366,21 @@ def run(
             "--negative-slope with every unit negative?); those entries kept few digits: "
             "rerun with --dtype float64"
         )
+    if "range" in stats.tanh_warnings:
+        limit = "1e-38" if dtype == "float32" else "1e-308"
+        warnings.append(
+            "tanh saturates: within one network the derivatives 1 - tanh(z)^2 of a layer "
+            f"spanned more than {dtype} holds (below {limit} of the largest), so the gradients of "
+            "the most saturated units and inputs were lost and log10_grad, log10_delta and "
+            "log10_wgrad may read too small (-inf where all were lost)"
+            + ("; rerun with --dtype float64" if dtype == "float32" else "; lower --std")
+        )
+    if "cap" in stats.tanh_warnings:
+        warnings.append(
+            "tanh: pre-activations exceeded 1e30, where tanh is evaluated (it is +-1 there to any "
+            "precision) and its derivative too: gradients below such layers are overestimated, "
+            "by up to the excess in the exponent; lower --std"
+        )
     if net.init.scheme.kind == "lsuv":
         from .network import LSUV_MAX_ITER
 

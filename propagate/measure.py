@@ -116,6 +116,7 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
             "log10_q": float(q_mean[i]),
             "log10_q_pred": float(q_pred),
             "q_ratio": _ratio(q_mean[i], q_pred),
+            "log10_q_ratio": float(q_mean[i] - q_pred) if math.isfinite(q_mean[i]) else -math.inf,
             "q_rel_se": float(q_rse[i]),
             "log10_q_median": float(q_med[i]),
             "log10_q_p05": float(q_lo[i]),
@@ -198,10 +199,13 @@ def _fmt10(log10_value: float) -> str:
 _DEAD_UNITS_NOTE = 0.1
 
 
-def _ratio(measured_log10: float, predicted_log10: float) -> float:
+def _ratio(measured_log10: float, predicted_log10: float) -> float | None:
+    """measured / predicted; 0 for a dead layer; None (JSON null) beyond float64, where
+    ``log10_q_ratio`` still holds it."""
     if not math.isfinite(measured_log10):
         return 0.0
-    return float(10 ** np.clip(measured_log10 - predicted_log10, -300, 300))
+    diff = measured_log10 - predicted_log10
+    return float(10**diff) if abs(diff) < 300 else None
 
 
 def _crossing(log10_values: np.ndarray, per_layer: float, limit: float, below: bool) -> int | None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .activations import Activation
+from .activations import TANH_SCALE_CAP, Activation
 from .data import Dataset
 from .errors import InputError
 from .kernels import TINY_SUMSQ
@@ -46,6 +46,8 @@ from .kernels import check as check_kernels
 from .kernels import choose as choose_kernels
 from .rng import Stream, block_generator, draw, trial_block
 from .schemes import InitSpec, LayerInit, sample_unit
+
+_TANH_LOG_CAP = math.log(TANH_SCALE_CAP)  # beyond it tanh is evaluated at the cap
 
 __all__ = [
     "Network",
@@ -178,6 +180,9 @@ class TrialStats:
     scale_range_warning: bool = False  # a trial's samples spanned > 1e30 in squared norm
     resolution_warning: bool = False  # a variance fell below the dtype's resolution of q
     subnormal_warning: bool = False  # float32 entries of some h_l passed through subnormals
+    # tanh: derivatives within a network spanned more than the dtype holds ("range"), or
+    # pre-activations passed the 1e30 cap where tanh is evaluated ("cap"); empty otherwise
+    tanh_warnings: frozenset = frozenset()
     kernels: str = "numpy"  # who ran the rectifier passes: numpy or numba
 
 
@@ -690,7 +695,12 @@ class _Chunk:
         else:
             self._keep_mask(None)
         if act.name == "tanh":
-            self._derivs.append(act.tanh_derivative(z, log_sz))
+            d_hat, log_d = act.tanh_derivative(z, log_sz)
+            self._derivs.append((d_hat, log_d))
+            if np.any(d_hat < np.finfo(d_hat.dtype).tiny):  # true sech^2 > 0: range lost
+                self.tanh_warnings.add("range")
+            if np.any(log_sz > _TANH_LOG_CAP):
+                self.tanh_warnings.add("cap")
         if act.has_kink and act.negative_slope == 0.0:
             # ReLU by the mask: half the time of np.maximum(z, 0) here (AVX2, float32); the
             # -0.0 it leaves for z < 0 changes no statistic and no later product
@@ -773,6 +783,7 @@ class _Chunk:
         self.cur = 0
         self._masks: list[np.ndarray | None] = []
         self._derivs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.tanh_warnings: set[str] = set()
         weights: list[np.ndarray | None] = []
         log_sigma = np.zeros((k, depth))
         prev_norms = []  # per layer: (log scale (k,), ||h_hat_{l-1,b}||^2 (k, batch)) of its input
@@ -906,6 +917,7 @@ class _Chunk:
         out["range_warning"] = range_warning
         out["resolution_warning"] = resolution_warning
         out["subnormal_warning"] = subnormal_warning
+        out["tanh_warnings"] = self.tanh_warnings
         return out
 
     def _softmax_head(self, h, log_s, prev_ms):
@@ -1089,5 +1101,6 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
         scale_range_warning=any(p["range_warning"] for p in parts),
         resolution_warning=any(p["resolution_warning"] for p in parts),
         subnormal_warning=any(p["subnormal_warning"] for p in parts),
+        tanh_warnings=frozenset().union(*(p["tanh_warnings"] for p in parts)),
         kernels="numpy" if fused is None else "numba",
     )

@@ -17,6 +17,8 @@ def fmt_log10(value: float | None, digits: int = 1) -> str:
     """'-75.1' for a finite log10, '-inf' (dead: exactly 0) otherwise; never '-0.0'."""
     if value is None or not math.isfinite(value):
         return "-inf"
+    if abs(value) >= 1e7:  # a log10 this large (e.g. -1.6e28) in digits would fill the row
+        return f"{value:.3g}"
     text = f"{value:.{digits}f}"
     return text[1:] if text.startswith("-") and float(text) == 0 else text
 
@@ -32,6 +34,8 @@ def fmt_ratio(value: float) -> str:
 def _ratio_cell(row: dict) -> str:
     """'1.19±0.25': measured/predicted with the standard error of the mean over networks."""
     ratio, se = row["q_ratio"], row.get("q_rel_se")
+    if ratio is None:  # beyond float64: its log10
+        return f"10^{fmt_log10(row['log10_q_ratio'])}"
     if se is None or not math.isfinite(se) or ratio == 0 or not 0.01 <= ratio < 1000:
         return fmt_ratio(ratio)
     return f"{ratio:.2f}±{ratio * se:.2f}"

@@ -522,3 +522,26 @@ def test_an_unwritable_output_folder_is_refused_before_the_run(tmp_path, monkeyp
     code, _, err = _cli(["run", "--depth", "2", "--csv", str(tmp_path / "x.csv")], capsys)
     assert code == 2 and "cannot write in" in err and "x.csv" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_tanh_saturation_and_ratios_beyond_float64_are_said_not_hidden():
+    from propagate import run
+    from propagate.report import fmt_log10
+
+    # std 300: derivatives 1 - tanh^2 of one layer span thousands of nats, beyond float32
+    hot = run(depth=4, fan_in=16, activation="tanh", scheme="gauss", std=300.0, trials=4, batch=8)
+    assert any(w.startswith("tanh saturates") for w in hot.summary["warnings"])
+    calm = run(depth=4, fan_in=16, activation="tanh", scheme="gauss", std=0.25, trials=4, batch=8)
+    assert not any("tanh" in w for w in calm.summary["warnings"])
+    capped = run(depth=2, fan_in=8, activation="tanh", scheme="gauss", std=1e40, trials=2, batch=4)
+    assert any("exceeded 1e30" in w for w in capped.summary["warnings"])
+    # a linear stack of width 4 and depth 5000 with 4 networks: measured/predicted ~ 10^-550
+    # (the mean is carried by networks 4 trials never sample): null ratio, exact log10
+    deep = run(
+        depth=5000, fan_in=4, activation="linear", scheme="gauss", std=0.5, trials=4, batch=4
+    )
+    top = deep.layers[-1]
+    assert top["log10_q_ratio"] == pytest.approx(top["log10_q"] - top["log10_q_pred"], abs=1e-12)
+    assert top["log10_q_ratio"] < -300 and top["q_ratio"] is None
+    assert json.loads(deep.to_json())["layers"][-1]["q_ratio"] is None
+    assert fmt_log10(-1.5613e28) == "-1.56e+28" and fmt_log10(-0.04) == "0.0"
