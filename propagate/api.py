@@ -13,7 +13,7 @@ import numpy as np
 from .activations import make_activation
 from .data import Dataset, load_data
 from .errors import InputError
-from .measure import summarize_layers, verdict
+from .measure import log10_mean, summarize_layers, verdict
 from .network import EngineConfig, Network, simulate
 from .results import RunResult
 from .schemes import resolve_scheme
@@ -408,7 +408,8 @@ def run(
             "mean_entropy": float(np.mean(stats.head["entropy"])),
             "log_classes": math.log(classes),
             "entropy_over_log_classes": float(np.mean(stats.head["entropy"]) / math.log(classes)),
-            "mean_loss": float(np.mean(stats.head["loss"])),
+            "mean_loss": _mean_from_logs(stats.head["log_loss"]),
+            "log10_mean_loss": float(log10_mean(stats.head["log_loss"])),
         }
     summary["warnings"] = warnings
     config = {
@@ -436,3 +437,9 @@ def run(
         "exactness": _exactness(net),
     }
     return RunResult(config=config, layers=layers, summary=summary)
+
+
+def _mean_from_logs(logs: np.ndarray) -> float | None:
+    """The mean of exp(logs) as a float, or None (JSON null) beyond float64 (see its log10)."""
+    log10 = float(log10_mean(logs))
+    return 10.0**log10 if log10 < 300 else None

@@ -935,7 +935,10 @@ class _Chunk:
             n_last * classes,
         )
         u = np.matmul(h.astype(np.float64), w.transpose(0, 2, 1))  # (k, batch, classes)
-        log_scale = np.minimum(log_s + math.log(li.std), 600.0)
+        # p (and dloss/dlogits = p - onehot) is one-hot to float64 long before the logits'
+        # scale reaches e^600; the loss is kept as a logarithm at the true scale below
+        true_log_scale = log_s + math.log(li.std)
+        log_scale = np.minimum(true_log_scale, 600.0)
         logits = u * np.exp(log_scale)[:, None, None]
         logits -= logits.max(axis=2, keepdims=True)
         p = np.exp(logits)
@@ -956,10 +959,14 @@ class _Chunk:
         np.put_along_axis(onehot, labels[..., None], 1.0, axis=2)
         with np.errstate(divide="ignore"):
             logp = np.log(p)
-        # loss: use logits directly for exact -log p_y where p_y underflows
-        loss = -np.take_along_axis(logits, labels[..., None], axis=2)[..., 0] + np.log(
-            np.exp(logits).sum(axis=2)
-        )
+        # loss_b = S (max u - u_y) + log sum_j exp(S (u_j - max u)), S = exp(true_log_scale),
+        # summed as logarithms: S (max u - u_y) may be far beyond float64 (logits of 10^1500)
+        gap = u.max(axis=2) - np.take_along_axis(u, labels[..., None], axis=2)[..., 0]
+        with np.errstate(divide="ignore"):
+            log_loss = np.logaddexp(
+                true_log_scale[:, None] + np.log(gap), np.log(np.log(np.exp(logits).sum(axis=2)))
+            )
+        log_mean_loss = _log_mean_exp(log_loss)
         entropy = -np.sum(np.where(p > 0, p * np.where(p > 0, logp, 0.0), 0.0), axis=2)
         err = p - onehot  # dloss/dlogits, (k, batch, classes)
         dh = np.matmul(err, w)  # times std * exp... handled in log scale
@@ -971,7 +978,7 @@ class _Chunk:
         stats = {
             "max_prob": p.max(axis=2).mean(axis=1),
             "entropy": entropy.mean(axis=1),
-            "loss": loss.mean(axis=1),
+            "log_loss": log_mean_loss,  # (k,) natural log of the batch-mean loss
             "log_g_top": 2 * log_gs + _log(np.where(alive, 1.0, 0.0)),
         }
         return dh, log_gs, stats

@@ -148,7 +148,12 @@ def print_run(result, *, all_layers: bool = False, console: Console | None = Non
             f"softmax head ({h['classes']} classes): "
             f"mean max-probability {h['mean_max_prob']:.3f}, "
             f"entropy {h['mean_entropy']:.3f} of log K = {h['log_classes']:.3f} "
-            f"({100 * h['entropy_over_log_classes']:.0f}%), mean loss {h['mean_loss']:.3f}"
+            f"({100 * h['entropy_over_log_classes']:.0f}%), mean loss "
+            + (
+                f"{h['mean_loss']:.3f}"
+                if h["mean_loss"] is not None and h["mean_loss"] < 1e6
+                else f"10^{fmt_log10(h['log10_mean_loss'], 2)}"
+            )
         )
     for line in summary.get("finite_width_notes", []):
         if line.startswith(("finite-width band:", "finite-width law:")):

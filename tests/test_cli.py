@@ -545,3 +545,18 @@ def test_tanh_saturation_and_ratios_beyond_float64_are_said_not_hidden():
     assert top["log10_q_ratio"] < -300 and top["q_ratio"] is None
     assert json.loads(deep.to_json())["layers"][-1]["q_ratio"] is None
     assert fmt_log10(-1.5613e28) == "-1.56e+28" and fmt_log10(-0.04) == "0.0"
+
+
+def test_softmax_loss_is_kept_as_a_logarithm_beyond_float64():
+    """Logits of 10^1000+: the loss ~ S (max u - u_y) grows with depth, it is not capped."""
+    from propagate import run
+
+    args = dict(scheme="gauss", std=1e50, head="softmax", trials=3, batch=4)
+    shallow, deep = run(depth=20, **args).summary["head"], run(depth=30, **args).summary["head"]
+    # each layer multiplies q by 64 * 1e100 / 2, the logits (and the loss) by its square root
+    step = 0.5 * math.log10(32 * 1e100)
+    assert deep["log10_mean_loss"] - shallow["log10_mean_loss"] == pytest.approx(10 * step, abs=1)
+    assert deep["mean_loss"] is None and deep["mean_max_prob"] == 1.0
+    plain = run(depth=3, fan_in=16, head="softmax", trials=3, batch=8).summary["head"]
+    assert plain["mean_loss"] == pytest.approx(10 ** plain["log10_mean_loss"], rel=1e-12)
+    assert 0.5 < plain["mean_loss"] < 10
