@@ -304,6 +304,13 @@ def run(
     if classes is None:
         classes = dataset.n_classes if dataset is not None and dataset.n_classes else 10
     classes = check_positive_int("--classes", classes, minimum=2)
+    if head == "softmax" and dataset is not None and dataset.n_classes:
+        if classes < dataset.n_classes:
+            raise InputError(
+                f"--classes {classes} is fewer than the {dataset.n_classes} classes of the "
+                f"labels of --data {dataset.name!r} (0 to {dataset.n_classes - 1}); give at "
+                f"least {dataset.n_classes}, or leave --classes out"
+            )
     if batch * min(net.widths[1:]) < 2:
         raise InputError(
             f"--batch {batch} x width {min(net.widths[1:])} gives fewer than 2 values per layer; "

@@ -116,19 +116,48 @@ def _load_file(path: str) -> tuple[np.ndarray, np.ndarray | None]:
                     f"--data {path!r}: cannot tell which array holds the inputs among "
                     f"{keys}; name it 'x' (labels, if any, 'y')"
                 )
-            try:
-                array = loaded[key]
-                for label_key in ("y", "labels", "target"):
-                    if label_key in keys and label_key != key:
-                        labels = loaded[label_key]
-                        break
-            except ValueError as exc:
-                raise InputError(
-                    f"--data {path!r}: array {key!r} needs pickle, which is refused for safety"
-                ) from exc
+            label_key = next((k for k in ("y", "labels", "target") if k in keys and k != key), None)
+            for name in (key, label_key):
+                if name is None:
+                    continue
+                try:
+                    value = loaded[name]
+                except ValueError:
+                    raise InputError(
+                        f"--data {path!r}: array {name!r} needs pickle, which is refused for "
+                        "safety; save plain numeric arrays"
+                    ) from None
+                if name == key:
+                    array = value
+                else:
+                    labels = _check_labels(value, path, name)
     else:
         array = loaded
     return array, labels
+
+
+MAX_CLASSES = 100_000
+
+
+def _check_labels(value: np.ndarray, path: str, key: str) -> np.ndarray:
+    """Class labels as int64: whole numbers 0 .. MAX_CLASSES - 1, at least two classes."""
+    where = f"--data {path!r}: labels {key!r}"
+    if value.ndim != 1:
+        raise InputError(f"{where} have shape {value.shape}; one label per sample is needed")
+    if value.dtype.kind not in "biuf":
+        raise InputError(f"{where} hold {value.dtype} values; whole numbers 0, 1, ... are needed")
+    numbers = value.astype(np.float64)
+    bad = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < 0)
+    bad |= numbers >= MAX_CLASSES
+    if np.any(bad):
+        first = value[np.argmax(bad)].item()
+        raise InputError(
+            f"{where} hold {first!r}; labels are whole numbers from 0 to {MAX_CLASSES - 1}"
+        )
+    labels = numbers.astype(np.int64)
+    if labels.size and labels.max() < 1:
+        raise InputError(f"{where} are all 0; a softmax needs labels of at least two classes")
+    return labels
 
 
 def load_data(source: str, *, standardize_features: bool = True) -> Dataset:
@@ -164,12 +193,11 @@ def load_data(source: str, *, standardize_features: bool = True) -> Dataset:
     if not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise InputError(f"--data {name!r} holds {bad} NaN or infinite values; clean them first")
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu" or labels.min() < 0:
-            labels = None
-        else:
-            labels = labels.astype(np.int64)
+    if labels is not None and labels.shape != (x.shape[0],):
+        raise InputError(
+            f"--data {name!r}: the labels have shape {labels.shape}; one per sample, "
+            f"({x.shape[0]},), is needed"
+        )
     if standardize_features:
         x = standardize(x)
         if not np.any(x):

@@ -372,7 +372,7 @@ def batch_inputs(net: Network, cfg: EngineConfig) -> tuple[np.ndarray, np.ndarra
         idx = np.arange(n)
     labels = None
     if cfg.data.labels is not None:
-        labels = cfg.data.labels[idx] % max(cfg.classes, 1)
+        labels = cfg.data.labels[idx]  # below cfg.classes (checked by api.run)
     return cfg.data.x[idx], labels
 
 

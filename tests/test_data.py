@@ -41,7 +41,23 @@ def _bad_files(tmp_path):
     np.save(tmp_path / "3d.npy", np.zeros((2, 2, 2)))
     (tmp_path / "junk.npy").write_bytes(b"not numpy at all")
     np.savez(tmp_path / "two.npz", a=np.zeros((2, 2)), b=np.zeros((2, 2)))
+    x = np.arange(8.0).reshape(4, 2)
+    bad_labels = {
+        "neg.npz": ([0, 1, -1, 2], "hold -1"),
+        "frac.npz": ([0, 1.5, 1, 2], "hold 1.5"),
+        "nan.npz": ([0, np.nan, 1, 2], "hold nan"),
+        "huge.npz": ([0, 1e9, 1, 2], "from 0 to 99999"),
+        "str.npz": (["a", "b", "a", "b"], "whole numbers"),
+        "short.npz": ([0, 1, 1], r"one per sample, \(4,\)"),
+        "flat.npz": ([[0, 1], [1, 0], [0, 1], [1, 0]], "one label per sample"),
+        "zeros.npz": ([0, 0, 0, 0], "at least two classes"),
+    }
+    for name, (y, _) in bad_labels.items():
+        np.savez(tmp_path / name, x=x, y=np.array(y))
+    np.savez(tmp_path / "objy.npz", x=x, y=np.array([{}, 1, 2, 3], dtype=object))
     return {
+        **{name: needle for name, (_, needle) in bad_labels.items()},
+        "objy.npz": "array 'y' needs pickle",
         "obj.npy": "pickle",
         "nan.npy": "NaN",
         "str.npy": "numeric",
@@ -101,3 +117,18 @@ def test_digits_main_job(capsys):
     # all 1797 standardised digits: 61 of 64 features vary, so m_0 = 61/64 exactly
     assert data["summary"]["log10_m0"] == pytest.approx(np.log10(61 / 64), abs=1e-12)
     assert data["summary"]["verdict"] == "vanishing"
+
+
+def test_softmax_classes_must_cover_the_labels(tmp_path, capsys):
+    np.savez(
+        tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(30, 4)), y=np.arange(30) % 5
+    )
+    args = ["run", "--depth", "2", "--fan-in", "4", "--data", str(tmp_path / "d.npz")]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--head", "softmax", "--classes", "3", "--json"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "fewer than the 5 classes" in err
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--head", "softmax", "--json"])
+    assert info.value.code == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["head"]["classes"] == 5
