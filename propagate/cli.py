@@ -6,6 +6,7 @@ line on stderr (``propagate: error: ...``) and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Annotated
@@ -228,6 +229,16 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
         if os.environ.get("PROPAGATE_DEBUG"):
             raise
+        if isinstance(exc, MemoryError):  # past the estimate (a memory limit, other programs)
+            typer.echo(
+                "propagate: error: out of memory while running; use fewer --trials or a smaller "
+                "--batch (the estimate that admitted this run assumed the memory was free)",
+                err=True,
+            )
+            sys.exit(2)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            typer.echo("propagate: error: no space left on the output device", err=True)
+            sys.exit(2)
         # a bug, not bad input: one line (PROPAGATE_DEBUG=1 shows the traceback)
         message = str(exc).splitlines()[0][:300] if str(exc) else ""
         typer.echo(f"propagate: internal error: {type(exc).__name__}: {message}", err=True)

@@ -332,8 +332,13 @@ def estimate_memory(net: Network, cfg: EngineConfig) -> dict[str, int]:
     act = 8 * k * batch * widest * itemsize  # two buffers, mask, temporaries (measured peak)
     units = sum(net.widths[1:])
     masks = k * batch * units * (itemsize if net.activation.name == "tanh" else 1)
-    # a layer's draw in float64, its cast, the scaled copy and the float64 copy for batch sums
-    weights_f64 = 4 * k * max(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * 8
+    # a layer's draw in float64 (a stream's trials up to the chunk's last: at worst a whole
+    # block of them), with a Haar-orthogonal draw's QR copies (orthogonal, lsuv); then the
+    # cast, the scaled copy and the float64 copy for batch sums of the chunk's own trials
+    matrices = [a * b for a, b in zip(net.widths[:-1], net.widths[1:])]
+    draw_rows = min(max(k, max(trial_block(m) for m in matrices)), cfg.trials)
+    qr = net.init.scheme.kind in ("orthogonal", "lsuv")
+    weights_f64 = ((5 if qr else 2) * draw_rows + 3 * k) * max(matrices) * 8
     kept = k * sum(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * itemsize
     keep = cfg.keep_weights if cfg.keep_weights is not None else kept <= _WEIGHT_KEEP_BYTES
     per_layer = 4 * k * batch * 8 + 8192  # per-sample norms kept, and the per-layer objects
