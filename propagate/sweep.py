@@ -83,6 +83,16 @@ ROW_FIELDS = (
 )  # fmt: skip
 
 
+def _plain_value(key: str, value) -> bool:
+    """Whether a checkpoint row's ``value`` has a type this module writes for ``key``: text
+    for the names, else null, a bool or a finite number (the writer refuses NaN)."""
+    if key in ("scheme", "distribution"):
+        return isinstance(value, str)
+    if value is None or isinstance(value, bool | int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during a sweep; ``args[0]`` says how many cells are saved and where."""
 
@@ -402,6 +412,11 @@ class _Store:
         missing = [k for k in ROW_FIELDS if k not in row]
         if missing or any(row[k] != cell[k] for k in ("scheme", "fan_in", "depth", "trials")):
             raise InputError(f"checkpoint {path} is incomplete or inconsistent: {fix}")
+        bad = [k for k in ROW_FIELDS if not _plain_value(k, row[k])]
+        if (row["ks_p"] is None) != (row["ks_distance"] is None):
+            bad.append("ks_p/ks_distance")
+        if bad:
+            raise InputError(f"checkpoint {path} is corrupt (bad value of {', '.join(bad)}): {fix}")
         self.done[stem] = data
 
     def start(self, grid: dict) -> None:

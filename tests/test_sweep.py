@@ -315,12 +315,21 @@ def test_keyboard_interrupt_in_process_saves_finished_cells(tmp_path):
     assert len(cell_files(out)) == 2
 
 
+def _edit_row(text: str, **values) -> str:
+    data = json.loads(text)
+    data["row"].update(values)
+    return json.dumps(data)  # NaN is written as the non-standard token NaN
+
+
 @pytest.mark.parametrize(
     "damage,expected",
     [
         (lambda text: text[: len(text) // 2], "is corrupt"),
         (lambda text: text.replace('"p_dead": ', '"p_dead": 0.123456, "x": '), "does not match"),
         (lambda text: json.dumps({"format": "something-else"}), "foreign"),
+        (lambda text: _edit_row(text, ks_p=float("nan")), "bad value of ks_p"),
+        (lambda text: _edit_row(text, p_dead="x"), "bad value of p_dead"),
+        (lambda text: _edit_row(text, ks_p=None, ks_distance=0.5), "ks_p/ks_distance"),
     ],
 )
 def test_corrupt_or_foreign_checkpoint_is_one_line_exit_2(tmp_path, damage, expected):
