@@ -9,9 +9,11 @@ forward work and one the backward (short sums in the working dtype, the rest in 
 numpy's standard normals come from a compiled copy of its sampler: the same numbers, 3x faster.
 
 numba costs about 0.5 s once per process (import and loading its cached machine code; a few
-seconds the very first time, while compiling), so ``auto`` uses it only where that is repaid:
-runs of at least ``AUTO_MIN_ELEMENTS`` activation entries. The choice depends on the run alone,
-never on what ran before in the process. Both paths give the same statistics to rounding: in
+seconds the very first time, while compiling), so ``auto`` uses it only for networks of at
+least ``AUTO_MIN_ELEMENTS`` activation entries each (batch x (n_1 + ... + n_L)): at the default
+100 trials that is where the start-up is repaid. The choice depends on one network's shape
+alone: never on the number of trials (trial i's numbers are the same at any --trials, to the
+bit), nor on what ran before in the process. Both paths give the same statistics to rounding: in
 float64 to 1e-9 (natural-log units, tested); in float32 to float32's own accuracy, i.e. as
 closely as a float32 run matches a float64 one: 1e-5 in shallow stacks (tested); with depth the
 rounding accumulates, and a unit whose pre-activation rounds across 0 flips, so single networks
@@ -43,10 +45,11 @@ __all__ = [
 ]
 
 KERNELS = ("auto", "numpy", "numba")
-# trials x batch x (n_1 + ... + n_L) from which numba's ~0.5 s start-up is repaid: with it a
-# run saves ~1.1 ns of wall time per entry in float32 and ~1.5 ns in float64 on two threads
-# (break-even 4.4e8 and 3.2e8 entries; benchmarks/RESULTS.md)
-AUTO_MIN_ELEMENTS = 4e8
+# batch x (n_1 + ... + n_L) of one network from which ``auto`` takes numba: numba's ~0.5 s
+# start-up is repaid from about 4e8 entries in a run (it saves ~1.1 ns of wall time per entry
+# in float32, ~1.5 ns in float64; benchmarks/RESULTS.md), i.e. 100 trials (the default) of this
+# size; the threshold is per network so that trial i's rounding never depends on --trials
+AUTO_MIN_ELEMENTS = 4e6
 
 # a sample's float32 sum of squares below this is redone in float64, by both paths: squares of
 # entries under ~1e-19 underflow, and a live input far smaller than the others would read as dead
@@ -220,7 +223,7 @@ def choose(kernels: str, elements: float, dtype, rectifier: bool) -> FusedPasses
 
     Args:
         kernels: ``auto``, ``numpy`` or ``numba``.
-        elements: activation entries of the run, trials x batch x (n_1 + ... + n_L).
+        elements: activation entries of one network, batch x (n_1 + ... + n_L).
         dtype: working dtype.
         rectifier: the activation is relu or leaky-relu (the only ones with fused kernels).
 

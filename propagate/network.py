@@ -1068,7 +1068,7 @@ def simulate(net: Network, cfg: EngineConfig) -> TrialStats:
     act = net.activation
     fused = choose_kernels(
         cfg.kernels,
-        cfg.trials * batch * sum(net.widths[1:]),
+        batch * sum(net.widths[1:]),  # per network: never on the number of trials
         cfg.dtype,
         act.has_kink,
     )

@@ -199,12 +199,12 @@ def test_relu_output_has_no_negative_zeros():
 def test_choice_of_kernels(monkeypatch):
     assert kernels.choose("numpy", 1e12, np.float32, True) is None
     assert kernels.choose("auto", 1e6, np.float32, True) is None  # too small to repay numba
-    assert kernels.choose("auto", 1e10, np.float32, True) is not None
+    assert kernels.choose("auto", 1e8, np.float32, True) is not None
     assert kernels.choose("numba", 1, np.float32, False) is None  # tanh, linear: NumPy
     with pytest.raises(InputError, match="choose one of: auto, numpy, numba"):
         kernels.choose("fast", 1, np.float32, True)
     monkeypatch.setattr(kernels, "numba_installed", lambda: False)
-    assert kernels.choose("auto", 1e10, np.float32, True) is None
+    assert kernels.choose("auto", 1e8, np.float32, True) is None
     with pytest.raises(InputError, match=r"pip install 'propagate-init\[fast\]'"):
         kernels.choose("numba", 1, np.float32, True)
 
@@ -264,7 +264,7 @@ def test_broken_numba_is_an_input_error_or_a_quiet_fallback(monkeypatch):
 
     monkeypatch.setattr(kernels, "_LOADED", {})
     monkeypatch.setattr(_fused, "compile_kernels", broken)
-    assert kernels.choose("auto", 1e10, np.float32, True) is None
+    assert kernels.choose("auto", 1e8, np.float32, True) is None
     with pytest.raises(InputError) as err:
         kernels.choose("numba", 1, np.float32, True)
     message = str(err.value)
@@ -305,3 +305,22 @@ def test_ctrl_c_during_compilation_is_held_and_delivered_after(monkeypatch):
     assert steps == ["callback", "compiled"]
     assert "float64" in kernels._LOADED  # the interrupt came after the kernels were ready
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_auto_chooses_by_one_networks_size_so_trial_i_never_depends_on_trials():
+    """A network of 4e6 entries: auto takes numba for 1 trial and for 3, and trial 0 is the
+    same to the bit (a run-size rule switched kernels, hence rounding, as --trials grew)."""
+    act = make_activation("relu")
+    net = Network(
+        widths=(64,) * 64, activation=act, init=resolve_scheme("he-normal", activation=act)
+    )
+    assert 1024 * 63 * 64 >= kernels.AUTO_MIN_ELEMENTS
+    one, three = (
+        simulate(net, EngineConfig(batch=1024, trials=t, seed=3, kernels="auto")) for t in (1, 3)
+    )
+    assert one.kernels == three.kernels == "numba"
+    np.testing.assert_array_equal(one.log_q[0], three.log_q[0])
+    np.testing.assert_array_equal(one.log_g[0], three.log_g[0])
+    small = Network(widths=(64,) * 31, activation=act, init=net.init)
+    runs = [simulate(small, EngineConfig(batch=1024, trials=t, seed=3)) for t in (1, 210)]
+    assert [r.kernels for r in runs] == ["numpy", "numpy"]  # 2e6 per network: NumPy at any T
