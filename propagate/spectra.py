@@ -139,8 +139,13 @@ def _weight_row(net: Network, layer: int, lam_hat: np.ndarray, w_ms: np.ndarray)
     rank_deficient = np.any(sv <= floor, axis=1)
     with np.errstate(divide="ignore"):
         cond = np.where(rank_deficient, np.inf, sv[:, -1] / np.where(sv[:, 0] > 0, sv[:, 0], 1.0))
-    per_trial_mean = lam.mean(axis=1)
-    pooled = np.sort(lam, axis=None)
+    # moments, standard errors and the law at unit scale, then scaled: with std near 1e+-100
+    # the squares of lam would leave float64
+    s2 = li.std**2
+    unit_var = li.weight_var / s2
+    lam_unit = np.maximum(lam_hat, 0.0)
+    per_trial_mean = lam_unit.mean(axis=1)
+    pooled = np.sort(lam_unit, axis=None)
     row = {
         "layer": layer,
         "fan_in": n_in,
@@ -155,12 +160,14 @@ def _weight_row(net: Network, layer: int, lam_hat: np.ndarray, w_ms: np.ndarray)
         "cond": None,
         "cond_max": None,
         "rank_deficient_trials": int(rank_deficient.sum()),
-        "mean_sq_sv": float(per_trial_mean.mean()),
-        "mean_sq_sv_se": float(per_trial_mean.std(ddof=1) / math.sqrt(trials))
+        "mean_sq_sv": float(per_trial_mean.mean() * s2),
+        "mean_sq_sv_se": float(per_trial_mean.std(ddof=1) / math.sqrt(trials) * s2)
         if trials > 1
         else None,
-        "top_sq_sv_mean": float(lam[:, -1].mean()),
-        "top_sq_sv_se": float(lam[:, -1].std(ddof=1) / math.sqrt(trials)) if trials > 1 else None,
+        "top_sq_sv_mean": float(lam_unit[:, -1].mean() * s2),
+        "top_sq_sv_se": float(lam_unit[:, -1].std(ddof=1) / math.sqrt(trials) * s2)
+        if trials > 1
+        else None,
         "zero_mass": 1.0 - m / big,
     }
     finite_cond = cond[np.isfinite(cond)]
@@ -178,22 +185,20 @@ def _weight_row(net: Network, layer: int, lam_hat: np.ndarray, w_ms: np.ndarray)
             top_sq_sv_pred=None,
             law="atom at the gain",
         )
-        rel = pooled / (gain * gain) - 1.0
+        rel = pooled * (s2 / (gain * gain)) - 1.0
         row["ks_mp"] = float(max(np.mean(rel < -_ATOM_TOL), np.mean(rel > _ATOM_TOL)))
     else:
-        law = theory_spectra.marchenko_pastur(n_out, n_in, li.weight_var)
-        edge = theory_spectra.johnstone_top_edge(n_out, n_in, li.weight_var) if big >= 2 else None
+        law = theory_spectra.marchenko_pastur(n_out, n_in, unit_var)
+        edge = theory_spectra.johnstone_top_edge(n_out, n_in, unit_var) if big >= 2 else None
         row.update(
-            mp_lo=math.sqrt(law.lambda_minus),
-            mp_hi=math.sqrt(law.lambda_plus),
-            mean_sq_sv_pred=law.mean,
-            sv_mean_pred=mp_mean_singular_value(n_out, n_in, li.weight_var),
-            top_sq_sv_pred=None if edge is None else edge.mean,
+            mp_lo=math.sqrt(law.lambda_minus) * li.std,
+            mp_hi=math.sqrt(law.lambda_plus) * li.std,
+            mean_sq_sv_pred=law.mean * s2,
+            sv_mean_pred=mp_mean_singular_value(n_out, n_in, unit_var) * li.std,
+            top_sq_sv_pred=None if edge is None else edge.mean * s2,
             law="marchenko-pastur",
         )
-        row["ks_mp"] = _ks_distance(
-            pooled, theory_spectra.mp_cdf(pooled, n_out, n_in, li.weight_var)
-        )
+        row["ks_mp"] = _ks_distance(pooled, theory_spectra.mp_cdf(pooled, n_out, n_in, unit_var))
     return row
 
 

@@ -536,3 +536,19 @@ def test_cli_unwritable_folders_fail_first_and_write_nothing(app, tmp_path):
 def test_cli_help(app):
     result = CliRunner().invoke(app, ["spectra", "--help"])
     assert result.exit_code == 0 and "--every" in result.stdout and "Marchenko" in result.stdout
+
+
+def test_weight_spectra_scale_exactly_at_extreme_stds():
+    """std 1e+-100 (the allowed range): the same matrices at unit scale, so KS is unchanged and
+    every moment scales by std or std^2, with no overflow in their squares."""
+    rows = {
+        std: spectra(depth=2, fan_in=8, scheme="gauss", std=std, trials=3).layers[0]
+        for std in (0.1, 1e100, 1e-100)
+    }
+    for std in (1e100, 1e-100):
+        row, ref, f = rows[std], rows[0.1], std / 0.1
+        assert row["ks_mp"] == ref["ks_mp"]
+        for key, power in (("sv_mean", 1), ("sv_mean_pred", 1), ("mean_sq_sv", 2)):
+            assert row[key] == pytest.approx(ref[key] * f**power, rel=1e-12)
+        for key in ("mean_sq_sv_pred", "mean_sq_sv_se"):
+            assert row[key] == pytest.approx(ref[key] * f * f, rel=1e-12)
