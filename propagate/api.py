@@ -85,7 +85,8 @@ def check_finite(
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{name} {value!r} is not a number") from None
+        want = "> 0" if positive else (">= 0" if nonnegative else "finite")
+        raise InputError(f"{name} {value!r} is not a number; give a {want} number") from None
     if not math.isfinite(x):
         raise InputError(f"{name} {value!r} is not allowed; give a finite number")
     mantissa = value.lower().split("e")[0] if isinstance(value, str) else ""

@@ -336,6 +336,8 @@ def verdict(
     fans = sorted(set(net.widths[:-1]))
     if act.name == "tanh":
         rule = "std = sqrt(1/fan_in) (critical for tanh without bias)"
+    elif act.name == "linear":
+        rule = "std = sqrt(1/fan_in) (variance-preserving without an activation)"
     elif act.negative_slope:
         rule = f"std = sqrt(2/((1+a^2) fan_in)) with a = {act.negative_slope:g} (He)"
     else:

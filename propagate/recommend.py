@@ -278,9 +278,11 @@ def _summary(layers: list[dict], widths: list[int], bottlenecks: list[dict]) -> 
     def med(x):
         return "dead" if not math.isfinite(x) else f"10^{x:.2f}"
 
+    he_end = last["log10_median_he"]
+    he_text = f"at {med(he_end)} of the input's" if math.isfinite(he_end) else "dead"
     words = [
         f"He keeps the mean per-unit second moment exactly (E M_{depth}/M_0 = 1), but the median "
-        f"network ends at {med(last['log10_median_he'])} of the input's; the recommended stds "
+        f"network ends {he_text}; the recommended stds "
         f"keep the typical per-unit signal (median {med(last['log10_median_rec'])}), and their "
         f"mean grows to 10^{last['log10_mean_rec']:.2f} instead.",
         f"Whatever the scale, {_pct(last['p_dead'])} of inputs give an all-zero output and the "

@@ -98,8 +98,11 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 # ------------------------------------------------------------------------------- validation
-def parse_int_list(name: str, value: str | Sequence[int], *, minimum: int = 1) -> tuple[int, ...]:
-    """'2,4,8' or a sequence -> sorted distinct whole numbers >= minimum; one-line errors."""
+def parse_int_list(
+    name: str, value: str | Sequence[int], *, minimum: int = 1, maximum: int | None = None
+) -> tuple[int, ...]:
+    """'2,4,8' or a sequence -> sorted distinct whole numbers in [minimum, maximum]; one-line
+    errors."""
     from .api import check_positive_int
 
     items = [s.strip() for s in value.split(",")] if isinstance(value, str) else list(value)
@@ -108,7 +111,10 @@ def parse_int_list(name: str, value: str | Sequence[int], *, minimum: int = 1) -
             f"{name} {value!r} is not allowed; give comma-separated whole numbers >= {minimum}, "
             "e.g. 2,4,8"
         )
-    numbers = [check_positive_int(f"{name} entry", item, minimum=minimum) for item in items]
+    numbers = [
+        check_positive_int(f"{name} entry", item, minimum=minimum, maximum=maximum)
+        for item in items
+    ]
     seen = set()
     for number in numbers:
         if number in seen:
@@ -698,10 +704,10 @@ def run_sweep(
         InputError: bad arguments, an unreachable scheduler, a corrupt or foreign checkpoint.
         SweepInterrupted: Ctrl-C; every finished cell is saved first.
     """
-    from .api import check_positive_int
+    from .api import MAX_DEPTH, MAX_WIDTH, check_positive_int
 
-    fan_ins = parse_int_list("--fan-in", fan_ins)
-    depths = parse_int_list("--depth", depths)
+    fan_ins = parse_int_list("--fan-in", fan_ins, maximum=MAX_WIDTH)
+    depths = parse_int_list("--depth", depths, maximum=MAX_DEPTH)
     schemes = parse_scheme_list(schemes)
     trials = check_positive_int("--trials", trials)
     batch = check_positive_int("--batch", batch)
