@@ -280,6 +280,10 @@ def run(
         raise InputError(f"--dtype {dtype!r} is not allowed; choose one of: float32, float64")
     if head not in HEADS:
         raise InputError(f"--head {head!r} is not allowed; choose one of: {', '.join(HEADS)}")
+    if classes is not None and head != "softmax":
+        raise InputError(f"--classes {classes} only applies with --head softmax")
+    if not standardize and data is None:
+        raise InputError("--no-standardize only applies with --data (x ~ N(0, I) is standard)")
     if workers is not None:
         workers = check_positive_int("--workers", workers)
     if chunk_trials is not None:

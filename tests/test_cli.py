@@ -181,6 +181,9 @@ BAD = [
     (["--head", "sigmoid"], "softmax"),
     (["--data", "/no/such/file.npy"], "no such file"),
     (["--bogus-flag"], "bogus"),
+    (["--classes", "5"], "only applies with --head softmax"),
+    (["--no-standardize"], "only applies with --data"),
+    (["--std", "abc"], "give a > 0 number"),
 ]
 
 

@@ -524,3 +524,12 @@ def test_help_and_python_m_propagate(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_a_sweep_file_of_another_format_version_is_refused(tmp_path):
+    from propagate.sweep import SweepResult
+
+    data = run_sweep(**SMALL, workers=1, out=str(tmp_path)).to_dict()
+    assert SweepResult.from_dict(data).rows == data["rows"]
+    with pytest.raises(InputError, match="format_version 999"):
+        SweepResult.from_dict({**data, "format_version": 999})
