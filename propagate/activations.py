@@ -35,6 +35,7 @@ __all__ = ["Activation", "ACTIVATIONS", "make_activation", "gauss_hermite"]
 
 ACTIVATIONS = ("relu", "leaky-relu", "linear", "tanh")
 TANH_SCALE_CAP = 1e30
+TANH_LOG_CAP = math.log(TANH_SCALE_CAP)  # beyond this log scale tanh is evaluated at the cap
 
 
 @cache
@@ -166,7 +167,7 @@ class Activation:
             else:
                 np.multiply(z_hat, np.where(z_hat > 0, 1.0, a).astype(z_hat.dtype), out=z_hat)
             return z_hat, log_scale
-        scale = np.exp(np.minimum(log_scale, math.log(TANH_SCALE_CAP)))
+        scale = np.exp(np.minimum(log_scale, TANH_LOG_CAP))
         x = z_hat * scale.astype(z_hat.dtype)[:, None, None]
         h = np.tanh(x)
         new_log = np.minimum(log_scale, 0.0)
@@ -187,7 +188,7 @@ class Activation:
         working dtype's range) keep their exact relative size: ``(d_hat, log_d)`` with
         phi'(z) = exp(log_d) d_hat per trial, d_hat in (0, 1] in the working dtype.
         """
-        scale = np.exp(np.minimum(log_scale, math.log(TANH_SCALE_CAP)))
+        scale = np.exp(np.minimum(log_scale, TANH_LOG_CAP))
         x = np.abs(z_hat.astype(np.float64) * scale[:, None, None])
         # log sech^2 x = log 4 - 2x - 2 log(1 + e^{-2x}), exact for every x >= 0
         log_d = math.log(4.0) - 2.0 * x - 2.0 * np.log1p(np.exp(-2.0 * x))

@@ -414,14 +414,15 @@ def run(
             warnings.append(
                 "the softmax outputs are uniform: the logits have vanished with the signal"
             )
+        log10_loss = float(log10_mean(stats.head["log_loss"]))
         summary["head"] = {
             "classes": classes,
             "mean_max_prob": float(np.mean(stats.head["max_prob"])),
             "mean_entropy": float(np.mean(stats.head["entropy"])),
             "log_classes": math.log(classes),
             "entropy_over_log_classes": float(np.mean(stats.head["entropy"]) / math.log(classes)),
-            "mean_loss": _mean_from_logs(stats.head["log_loss"]),
-            "log10_mean_loss": float(log10_mean(stats.head["log_loss"])),
+            "mean_loss": None if log10_loss >= 300 else 10.0**log10_loss,  # null: see log10
+            "log10_mean_loss": log10_loss,
         }
     summary["warnings"] = warnings
     config = {
@@ -449,9 +450,3 @@ def run(
         "exactness": _exactness(net),
     }
     return RunResult(config=config, layers=layers, summary=summary)
-
-
-def _mean_from_logs(logs: np.ndarray) -> float | None:
-    """The mean of exp(logs) as a float, or None (JSON null) beyond float64 (see its log10)."""
-    log10 = float(log10_mean(logs))
-    return 10.0**log10 if log10 < 300 else None

@@ -116,24 +116,24 @@ def _load_file(path: str) -> tuple[np.ndarray, np.ndarray | None]:
                     f"--data {path!r}: cannot tell which array holds the inputs among "
                     f"{keys}; name it 'x' (labels, if any, 'y')"
                 )
+            array = _npz_array(loaded, key, path)
             label_key = next((k for k in ("y", "labels", "target") if k in keys and k != key), None)
-            for name in (key, label_key):
-                if name is None:
-                    continue
-                try:
-                    value = loaded[name]
-                except ValueError:
-                    raise InputError(
-                        f"--data {path!r}: array {name!r} needs pickle, which is refused for "
-                        "safety; save plain numeric arrays"
-                    ) from None
-                if name == key:
-                    array = value
-                else:
-                    labels = _check_labels(value, path, name)
+            if label_key is not None:
+                labels = _check_labels(_npz_array(loaded, label_key, path), path, label_key)
     else:
         array = loaded
     return array, labels
+
+
+def _npz_array(loaded, name: str, path: str) -> np.ndarray:
+    """One array of an .npz, refusing (one line) an array that would need pickle."""
+    try:
+        return loaded[name]
+    except ValueError:
+        raise InputError(
+            f"--data {path!r}: array {name!r} needs pickle, which is refused for safety; save "
+            "plain numeric arrays"
+        ) from None
 
 
 MAX_CLASSES = 100_000

@@ -62,6 +62,8 @@ LN10 = math.log(10.0)
 FIELDS = ("p_dead_pred", "log10_q_median_pred", "log10_q_p05_pred", "log10_q_p95_pred")
 _BAND_PROBS = (0.05, 0.5, 0.95)
 _CONTINUOUS_SYMMETRIC = ("normal", "uniform", "truncnormal", "truncnormal-abs", "orthogonal")
+# closes the typical-network warning; measure adds no second heavy-tail note after it
+CARRIED_BY_FEW = "The mean is carried by rare large networks."
 # mean preserved within this many decades, typical network below it by at least this many
 _MEAN_KEPT_DECADES = 1.0
 _TYPICAL_LOST_DECADES = 1.0
@@ -249,7 +251,8 @@ def log_q_variance(widths: Sequence[int] | np.ndarray, layer: int) -> float:
     return var_r + float(special.polygamma(1, n[layer] / 2.0))
 
 
-def _fmt(x: float) -> str:
+def fmt_power(x: float) -> str:
+    """'10^-3.2' for a log10, 'dead' for -inf."""
     return "dead" if not math.isfinite(x) else f"10^{x:.1f}"
 
 
@@ -352,8 +355,8 @@ def _typical_warning(net, stats, m0, dead, band) -> str | None:
     if drift is not None and math.isfinite(drift):
         lo, _, hi = band[-1]
         parts.append(
-            f"the median network has q_{depth} = {_fmt(drift)} of q_1 (5-95 % of networks: "
-            f"{_fmt(lo - log10_q_mf[0])} to {_fmt(hi - log10_q_mf[0])})"
+            f"the median network has q_{depth} = {fmt_power(drift)} of q_1 (5-95 % of networks: "
+            f"{fmt_power(lo - log10_q_mf[0])} to {fmt_power(hi - log10_q_mf[0])})"
             + (" and" if many_dead else "")
         )
     if many_dead:
@@ -366,10 +369,10 @@ def _typical_warning(net, stats, m0, dead, band) -> str | None:
     if stats is not None:
         meas_dead = float(np.mean(stats.dead_inputs[:, -1]))
         meas_med = float(np.median(stats.log_q[:, -1])) / LN10 - log10_q_mf[0]
-        parts[-1] += f" (measured: median {_fmt(meas_med)}, {100 * meas_dead:.1f} % dead)"
+        parts[-1] += f" (measured: median {fmt_power(meas_med)}, {100 * meas_dead:.1f} % dead)"
     parts[-1] += "."
     parts.append(
-        "The mean is carried by rare large networks. Cause: "
+        f"{CARRIED_BY_FEW} Cause: "
         + (f"width {n_last}" if len(set(net.widths[1:])) == 1 else "narrow layers")
         + f" for depth {depth} (sum of 1/n_l = {sum_inv:.2f}; the log-norm variance grows as "
         "about 5 x that). Fix: widen the layers (P(dead) = 1 - prod(1 - 2^-n_l) depends on width "

@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from . import theory
+from .finite_width import CARRIED_BY_FEW, finite_width_predictions, fmt_power
 from .network import EngineConfig, Network, TrialStats
 
 __all__ = ["summarize_layers", "verdict", "log10_mean", "FLOAT_LIMITS"]
@@ -142,15 +143,13 @@ def summarize_layers(net: Network, cfg: EngineConfig, stats: TrialStats) -> tupl
             row["lsuv_factor"] = float(np.exp(np.mean(stats.lsuv_log_factor[:, i])))
             row["lsuv_iterations"] = float(np.mean(stats.lsuv_iterations[:, i]))
         layers.append(row)
-    from .finite_width import finite_width_predictions
-
     batch = min(cfg.batch, cfg.data.n_samples) if cfg.data is not None else cfg.batch
     finite, notes = finite_width_predictions(net, stats, batch=batch)
     for row, extra in zip(layers, finite):
         # only what is predicted: a null log10 field would read back as -inf ("dead")
         row.update({key: value for key, value in extra.items() if value is not None})
     heavy = _heavy_tail_note(layers, net)
-    if heavy and not any("rare large networks" in note for note in notes):
+    if heavy and not any(CARRIED_BY_FEW in note for note in notes):
         notes.append(heavy)
     signal_share = None
     if net.has_bias:
@@ -182,17 +181,13 @@ def _heavy_tail_note(layers: list[dict], net: Network) -> str | None:
     if not (math.isfinite(mean) and math.isfinite(hi) and mean > hi):
         return None
     sum_inv = float(np.sum(1.0 / np.asarray(net.widths[1:], dtype=float)))
-    span = f"{_fmt10(lo)} to {_fmt10(hi)}" if math.isfinite(lo) else f"dead to {_fmt10(hi)}"
     return (
-        f"at layer {net.depth} the mean q over networks ({_fmt10(mean)}) lies above 95 % of them "
-        f"(median {_fmt10(med)}, 5-95 %: {span}): a few large networks carry it, as the spread "
-        f"of log q at finite width makes them (sum of 1/n_l = {sum_inv:.2f}); its ratio to the "
-        "mean field is then noisy (see ±). The median is the typical network."
+        f"at layer {net.depth} the mean q over networks ({fmt_power(mean)}) lies above 95 % of "
+        f"them (median {fmt_power(med)}, 5-95 %: {fmt_power(lo)} to {fmt_power(hi)}): a few "
+        "large networks carry it, as the spread of log q at finite width makes them (sum of "
+        f"1/n_l = {sum_inv:.2f}); its ratio to the mean field is then noisy (see ±). The median "
+        "is the typical network."
     )
-
-
-def _fmt10(log10_value: float) -> str:
-    return f"10^{log10_value:.1f}" if math.isfinite(log10_value) else "0"
 
 
 # share of the top layer's units dead for the whole batch from which the verdict says why

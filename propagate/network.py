@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .activations import TANH_SCALE_CAP, Activation
+from .activations import TANH_LOG_CAP, Activation
 from .data import Dataset
 from .errors import InputError
 from .kernels import TINY_SUMSQ
@@ -46,8 +46,6 @@ from .kernels import check as check_kernels
 from .kernels import choose as choose_kernels
 from .rng import Stream, block_generator, draw, trial_block
 from .schemes import InitSpec, LayerInit, sample_unit
-
-_TANH_LOG_CAP = math.log(TANH_SCALE_CAP)  # beyond it tanh is evaluated at the cap
 
 __all__ = [
     "Network",
@@ -339,7 +337,7 @@ def estimate_memory(net: Network, cfg: EngineConfig) -> dict[str, int]:
     draw_rows = min(max(k, max(trial_block(m) for m in matrices)), cfg.trials)
     qr = net.init.scheme.kind in ("orthogonal", "lsuv")
     weights_f64 = ((5 if qr else 2) * draw_rows + 3 * k) * max(matrices) * 8
-    kept = k * sum(a * b for a, b in zip(net.widths[:-1], net.widths[1:])) * itemsize
+    kept = k * sum(matrices) * itemsize
     keep = cfg.keep_weights if cfg.keep_weights is not None else kept <= _WEIGHT_KEEP_BYTES
     per_layer = 4 * k * batch * 8 + 8192  # per-sample norms kept, and the per-layer objects
     per_worker = act + masks + weights_f64 + (kept if keep else 0) + per_layer * net.depth
@@ -704,7 +702,7 @@ class _Chunk:
             self._derivs.append((d_hat, log_d))
             if np.any(d_hat < np.finfo(d_hat.dtype).tiny):  # true sech^2 > 0: range lost
                 self.tanh_warnings.add("range")
-            if np.any(log_sz > _TANH_LOG_CAP):
+            if np.any(log_sz > TANH_LOG_CAP):
                 self.tanh_warnings.add("cap")
         if act.has_kink and act.negative_slope == 0.0:
             # ReLU by the mask: half the time of np.maximum(z, 0) here (AVX2, float32); the
@@ -947,7 +945,8 @@ class _Chunk:
         logits = u * np.exp(log_scale)[:, None, None]
         logits -= logits.max(axis=2, keepdims=True)
         p = np.exp(logits)
-        p /= p.sum(axis=2, keepdims=True)
+        total = p.sum(axis=2)  # >= 1: the largest logit is 0
+        p /= total[..., None]
         if self.labels is not None:
             labels = np.broadcast_to(self.labels, (k, batch))
         else:
@@ -968,9 +967,7 @@ class _Chunk:
         # summed as logarithms: S (max u - u_y) may be far beyond float64 (logits of 10^1500)
         gap = u.max(axis=2) - np.take_along_axis(u, labels[..., None], axis=2)[..., 0]
         with np.errstate(divide="ignore"):
-            log_loss = np.logaddexp(
-                true_log_scale[:, None] + np.log(gap), np.log(np.log(np.exp(logits).sum(axis=2)))
-            )
+            log_loss = np.logaddexp(true_log_scale[:, None] + np.log(gap), np.log(np.log(total)))
         log_mean_loss = _log_mean_exp(log_loss)
         entropy = -np.sum(np.where(p > 0, p * np.where(p > 0, logp, 0.0), 0.0), axis=2)
         err = p - onehot  # dloss/dlogits, (k, batch, classes)

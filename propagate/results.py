@@ -21,6 +21,7 @@ __all__ = [
     "RunResult",
     "atomic_write",
     "check_csv_target",
+    "check_format_version",
     "save_outputs",
     "check_output_file",
     "load_result",
@@ -53,6 +54,15 @@ def _restore(value: Any, key: str = "") -> Any:
     if value is None and key.startswith("log10_"):
         return -math.inf
     return value
+
+
+def check_format_version(data: dict, what: str) -> None:
+    """Refuse (one line) a saved result written in another format version."""
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputError(
+            f"{what} has format_version {version!r}; this propagate reads version {FORMAT_VERSION}"
+        )
 
 
 def _umask() -> int:
@@ -228,12 +238,7 @@ class RunResult:
     def from_dict(cls, data: dict) -> RunResult:
         if not isinstance(data, dict) or data.get("format") != "propagate-results":
             raise InputError("not a propagate results file (no 'format: propagate-results')")
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise InputError(
-                f"results file has format_version {version!r}; this propagate reads "
-                f"version {FORMAT_VERSION}"
-            )
+        check_format_version(data, "results file")
         restored = _restore(data)
         known = {"format", "format_version", "kind", "config", "layers", "summary"}
         try:

@@ -130,7 +130,12 @@ def _weight_row(net: Network, layer: int, lam_hat: np.ndarray, w_ms: np.ndarray)
     li = net.layer_inits[layer - 1]
     n_in, n_out = li.fan_in, li.fan_out
     m, big = min(n_in, n_out), max(n_in, n_out)
-    lam = np.maximum(lam_hat * li.std**2, 0.0)  # (T, m) squared singular values, ascending
+    # moments, standard errors and the law at unit scale, then scaled: with std near 1e+-100
+    # the squares of lam would leave float64
+    s2 = li.std**2
+    unit_var = li.weight_var / s2
+    lam_unit = np.maximum(lam_hat, 0.0)  # (T, m) unit-scale squared singular values, ascending
+    lam = lam_unit * s2
     sv = np.sqrt(lam)
     trials = lam.shape[0]
     orthogonal = li.distribution == "orthogonal"
@@ -139,11 +144,6 @@ def _weight_row(net: Network, layer: int, lam_hat: np.ndarray, w_ms: np.ndarray)
     rank_deficient = np.any(sv <= floor, axis=1)
     with np.errstate(divide="ignore"):
         cond = np.where(rank_deficient, np.inf, sv[:, -1] / np.where(sv[:, 0] > 0, sv[:, 0], 1.0))
-    # moments, standard errors and the law at unit scale, then scaled: with std near 1e+-100
-    # the squares of lam would leave float64
-    s2 = li.std**2
-    unit_var = li.weight_var / s2
-    lam_unit = np.maximum(lam_hat, 0.0)
     per_trial_mean = lam_unit.mean(axis=1)
     pooled = np.sort(lam_unit, axis=None)
     row = {
@@ -185,7 +185,7 @@ def _weight_row(net: Network, layer: int, lam_hat: np.ndarray, w_ms: np.ndarray)
             top_sq_sv_pred=None,
             law="atom at the gain",
         )
-        rel = pooled * (s2 / (gain * gain)) - 1.0
+        rel = pooled - 1.0  # at unit scale the atom is at 1
         row["ks_mp"] = float(max(np.mean(rel < -_ATOM_TOL), np.mean(rel > _ATOM_TOL)))
     else:
         law = theory_spectra.marchenko_pastur(n_out, n_in, unit_var)

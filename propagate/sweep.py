@@ -624,13 +624,9 @@ class SweepResult:
             or data.get("kind") != "sweep"
         ):
             raise InputError("not a propagate sweep results file (kind 'sweep')")
-        from .results import FORMAT_VERSION
+        from .results import check_format_version
 
-        if data.get("format_version") != FORMAT_VERSION:
-            raise InputError(
-                f"sweep results file has format_version {data.get('format_version')!r}; this "
-                f"propagate reads version {FORMAT_VERSION}"
-            )
+        check_format_version(data, "sweep results file")
         try:
             return cls(config=data["config"], rows=data["rows"], summary=data["summary"])
         except KeyError as exc:
